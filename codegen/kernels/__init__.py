@@ -1,0 +1,1 @@
+"""Kernel modules; importing this package registers every lowering rule."""
