@@ -1,7 +1,7 @@
 """Lowering rules: for each IR op, an ordered list of functions LowerNode -> Kernel | None.
 
 The first rule that returns a Kernel wins; the last rule of every op must always apply
-(the fallback). Rules live in the kernel modules (codegen/elementwise.py, conv2d.py, ...)
+(the fallback). Rules live in the kernel modules listed in KERNEL_MODULES
 and register themselves with `@rule("Op", ...)`.
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ from ..errors import CompileError, NnforgeError
 from .kernel import Kernel, LowerNode
 
 RULES: dict[str, list[Callable]] = {}
+KERNEL_MODULES = ("elementwise", "reduce", "movement", "pool", "norm", "gemm", "conv2d")
 
 
 def rule(*ops: str):
@@ -67,4 +68,7 @@ def lower_node(n: LowerNode) -> Kernel:
 
 def _load_rules():
     if not RULES:
-        from . import kernels  # noqa: F401  (imports every kernel module)
+        import importlib
+
+        for name in KERNEL_MODULES:
+            importlib.import_module(f"{__package__}.{name}")

@@ -1,1 +1,0 @@
-"""Kernel modules; importing this package registers every lowering rule."""
