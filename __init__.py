@@ -1,0 +1,43 @@
+"""nnforge: ONNX -> nnforge IR -> verified passes -> TVM -> deployable module.
+
+    import nnforge
+    cm = nnforge.compile("model.onnx", target="cpu", input_shapes={"x": (1, 3, 224, 224)})
+    outs = cm.run({"x": x})
+    cm.export("build/model")
+    m = nnforge.load("build/model")   # needs tvm.runtime and numpy only
+
+Importing nnforge is cheap: the compiler (onnx, frontend, passes, codegen) is
+imported only when `compile` is called.
+"""
+import os as _os
+
+# TVM sizes its thread pool once, at first use, and defaults to half the cores on x86.
+_os.environ.setdefault("TVM_NUM_THREADS", str(len(_os.sched_getaffinity(0))
+                                              if hasattr(_os, "sched_getaffinity") else _os.cpu_count()))
+
+__version__ = "0.1.0"
+
+from .errors import (ArtifactError, CompileError, InputError, ModelError, NnforgeError,  # noqa: E402
+                     ShapeError, UnsupportedError)
+from .runtime import CompiledModel, load  # noqa: E402
+
+__all__ = ["compile", "load", "CompiledModel", "NnforgeError", "ModelError", "UnsupportedError",
+           "ShapeError", "InputError", "CompileError", "ArtifactError", "__version__"]
+
+
+def compile(model, target: str = "cpu", input_shapes: dict | None = None, passes=None,
+            progress=None) -> CompiledModel:
+    """Compile an ONNX model for a target.
+
+    Args:
+        model: path to a .onnx file, its bytes, an onnx.ModelProto, or an nnforge ir.Graph.
+        target: "cpu" (the host CPU, all cores).
+        input_shapes: fixes symbolic input dims, e.g. {"x": (1, 3, 224, 224)}.
+        passes: list of pass names to run (default: passes.DEFAULT_PIPELINE).
+        progress: optional callable receiving status strings during long compiles.
+    Returns:
+        a CompiledModel (`run`, `export`).
+    """
+    from .driver import compile_model
+
+    return compile_model(model, target, input_shapes, passes, progress)

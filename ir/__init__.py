@@ -2,22 +2,14 @@
 verifier and the numpy reference interpreter."""
 from .graph import Graph, Node, Value
 from .interpreter import Interpreter, interpret
+from .parser import parse_graph
+from .printer import print_graph
 from .registry import OPS, Cost, get_op, register
 from .types import TensorType
 from .verifier import verify
 
 __all__ = ["Graph", "Node", "Value", "TensorType", "OPS", "Cost", "get_op", "register",
            "Interpreter", "interpret", "verify", "print_graph", "parse_graph", "graph_cost"]
-
-
-def print_graph(graph, **kw):
-    from .printer import print_graph as _p
-    return _p(graph, **kw)
-
-
-def parse_graph(text, **kw):
-    from .parser import parse_graph as _p
-    return _p(text, **kw)
 
 
 def graph_cost(graph) -> Cost:

@@ -107,13 +107,16 @@ class Graph:
         from .registry import get_op
 
         opdef = get_op(op)
-        node_name = self.unique_name(name or op.lower())
-        attrs = opdef.check_attrs(attrs or {}, node_name)
-        types = opdef.infer_types([v.type for v in inputs], attrs, node_name)
-        node = Node(op, inputs, [], attrs, node_name)
-        names = output_names or [f"{node_name}_out{i}" if len(types) > 1 else node_name
+        base = name or op.lower()
+        attrs = opdef.check_attrs(attrs or {}, base)
+        types = opdef.infer_types([v.type for v in inputs], attrs, base)
+        names = output_names or [f"{base}_out{i}" if len(types) > 1 else base
                                  for i in range(len(types))]
-        node.outputs = [Value(self.unique_name(n), t, producer=node) for n, t in zip(names, types)]
+        # outputs are named before the node so that they, the names printed, get `base` itself
+        values = [Value(self.unique_name(n), t) for n, t in zip(names, types)]
+        node = Node(op, inputs, values, attrs, self.unique_name(base))
+        for v in values:
+            v.producer = node
         self.nodes.append(node)
         return node.outputs
 

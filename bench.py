@@ -1,0 +1,83 @@
+"""Side-by-side timing of nnforge against ONNX Runtime (used by `nnforge bench` and benchmarks/).
+
+Runs are interleaved (nnforge, ORT, nnforge, ORT, ...) in one process so machine noise
+hits both alike; medians are reported, with the ratio nnforge/ORT.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+
+def ort_session(model, threads: int | None = None):
+    """An ONNX Runtime CPU session for an onnx.ModelProto (all cores unless `threads`)."""
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(3)
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    model = _ort_compatible(model)
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def _ort_compatible(model):
+    """ONNX Runtime here reads IR version <= 10; newer files are re-stamped (the format is compatible)."""
+    if model.ir_version > 10:
+        import onnx
+
+        model = onnx.ModelProto.FromString(model.SerializeToString())
+        model.ir_version = 10
+    return model
+
+
+def interleaved(fns: dict, rounds: int = 10, warmup: int = 2) -> dict:
+    """Median and spread (min, max) of each zero-argument callable, timed alternately.
+
+    Args:
+        fns: label -> callable.
+        rounds: timed calls of each.
+        warmup: untimed calls of each first.
+    Returns:
+        label -> {"median": s, "min": s, "max": s}.
+    """
+    for _ in range(warmup):
+        for f in fns.values():
+            f()
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    return {k: {"median": statistics.median(v), "min": min(v), "max": max(v)} for k, v in times.items()}
+
+
+def compare_with_ort(model, feeds: dict, compiled=None, rounds: int = 10, input_shapes=None) -> dict:
+    """Compile (unless given), check outputs agree, and time nnforge vs ONNX Runtime.
+
+    Args:
+        model: onnx.ModelProto.
+        feeds: input name -> array.
+        compiled: an already compiled nnforge model (else compiled here, and timed).
+        rounds: timed rounds.
+        input_shapes: passed to nnforge.compile.
+    Returns:
+        dict with compile_s, nnforge_ms, ort_ms, ratio, max_rel_err.
+    """
+    import nnforge
+
+    compile_s = None
+    if compiled is None:
+        t0 = time.perf_counter()
+        compiled = nnforge.compile(model, input_shapes=input_shapes)
+        compile_s = time.perf_counter() - t0
+    sess = ort_session(model)
+    ours, ref = compiled.run(feeds), sess.run(None, feeds)
+    err = max(float(np.max(np.abs(a - b))) / max(float(np.max(np.abs(b))), 1e-30) for a, b in zip(ours, ref))
+    t = interleaved({"nnforge": lambda: compiled.run(feeds), "ort": lambda: sess.run(None, feeds)}, rounds)
+    return {"compile_s": compile_s, "nnforge_ms": t["nnforge"]["median"] * 1e3,
+            "ort_ms": t["ort"]["median"] * 1e3, "ratio": t["nnforge"]["median"] / t["ort"]["median"],
+            "max_rel_err": err, "spread": t}

@@ -1,0 +1,110 @@
+"""Passes and the PassManager.
+
+A pass is a named, pure function Graph -> Graph (it never mutates its input).
+The PassManager runs a list of them and can check after each one:
+`verify=True` runs the IR verifier, `validate=True` runs translation validation
+(interpret before and after on random inputs and compare). Tests turn both on.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..errors import NnforgeError
+
+PASSES: dict = {}
+
+
+@dataclass(frozen=True)
+class Pass:
+    name: str
+    fn: Callable
+    doc: str
+
+    def __call__(self, graph):
+        return self.fn(graph)
+
+
+def register_pass(name: str):
+    """Register `fn(graph) -> graph` as a pass named `name` (kebab-case)."""
+    def deco(fn):
+        if name in PASSES:
+            raise NnforgeError(f"pass {name} registered twice")
+        PASSES[name] = Pass(name, fn, (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "")
+        return fn
+    return deco
+
+
+def get_pass(name: str) -> Pass:
+    _load_passes()
+    if name not in PASSES:
+        raise NnforgeError(f"unknown pass {name!r}; available: {sorted(PASSES)}")
+    return PASSES[name]
+
+
+def random_feeds(graph, seed: int = 0) -> dict:
+    """Random inputs matching the graph's input types (floats ~ N(0,1), ints small, bools fair)."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for v in graph.inputs:
+        dt = np.dtype(v.type.dtype)
+        if dt.kind == "f":
+            a = rng.standard_normal(v.type.shape)
+        elif dt.kind == "b":
+            a = rng.integers(0, 2, v.type.shape)
+        else:
+            a = rng.integers(0, 5, v.type.shape)
+        feeds[v.name] = np.asarray(a).astype(dt)
+    return feeds
+
+
+def validate_translation(before, after, name: str, rtol: float = 1e-4, seed: int = 0):
+    """Interpret both graphs on the same random inputs; NnforgeError naming the pass and output if they differ."""
+    from ..ir import interpret
+
+    feeds = random_feeds(before, seed)
+    for i, (a, b) in enumerate(zip(interpret(before, feeds), interpret(after, feeds))):
+        scale = max(float(np.max(np.abs(a))), 1e-30) if a.size and a.dtype.kind == "f" else 1.0
+        if a.shape != b.shape or a.dtype != b.dtype or (
+                a.size and float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) / scale > rtol):
+            raise NnforgeError(f"translation validation failed after pass {name}: output {i} "
+                               f"({before.outputs[i].name}) differs")
+
+
+class PassManager:
+    """Runs passes in order.
+
+    Args:
+        passes: pass names or Pass objects.
+        verify: run the IR verifier after each pass.
+        validate: translation validation after each pass (slow on big graphs).
+    """
+
+    def __init__(self, passes, verify: bool = False, validate: bool = False):
+        self.passes = [p if isinstance(p, Pass) else get_pass(p) for p in passes]
+        self.verify = verify
+        self.validate = validate
+        self.timings: dict = {}
+
+    def run(self, graph):
+        from ..ir import verify
+
+        for p in self.passes:
+            t0 = time.time()
+            new = p(graph)
+            self.timings[p.name] = time.time() - t0
+            if new is graph:
+                raise NnforgeError(f"pass {p.name} returned its input graph; passes must be pure")
+            if self.verify:
+                verify(new)
+            if self.validate:
+                validate_translation(graph, new, p.name)
+            graph = new
+        return graph
+
+
+def _load_passes():
+    from . import cleanup  # noqa: F401  (registers its passes)

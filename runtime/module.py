@@ -1,0 +1,151 @@
+"""A compiled model: run it, export it, load it back.
+
+This module is what a deployment needs. It imports only numpy and tvm.runtime,
+never onnx or nnforge's frontend, passes or codegen (tested in a fresh process).
+
+Artifact layout (a directory):
+    model.so        the compiled library (Relax VM executable + kernels)
+    params.npz      weights, loaded without pickle
+    manifest.json   nnforge version, target, inputs/outputs, sha256 of the two files
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+
+from ..errors import ArtifactError, InputError
+
+FORMAT = 1
+LIB_FILE, PARAMS_FILE, MANIFEST_FILE = "model.so", "params.npz", "manifest.json"
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class CompiledModel:
+    """A model ready to run on the CPU.
+
+    Made by `nnforge.compile` (then `executable` is the tvm Executable, exportable) or by
+    `nnforge.load` (from an artifact directory).
+    """
+
+    def __init__(self, module, params, inputs, outputs, target: dict, executable=None, report=None):
+        import tvm.runtime
+        from tvm.runtime.vm import VirtualMachine
+
+        self._dev = tvm.runtime.cpu(0)
+        self._vm = VirtualMachine(module, self._dev)
+        self._main = self._vm["main"]
+        self._params_np = list(params)
+        self._params = [tvm.runtime.tensor(np.ascontiguousarray(p), self._dev) for p in params]
+        self.inputs = [(n, tuple(s), d) for n, s, d in inputs]  # (name, shape, dtype)
+        self.outputs = [(n, tuple(s), d) for n, s, d in outputs]
+        self.target = target
+        self.executable = executable
+        self.report = report or []
+
+    def run(self, feeds: dict) -> list:
+        """Run the model.
+
+        Args:
+            feeds: input name -> numpy array (exact shape and dtype of the model input).
+        Returns:
+            list of numpy arrays, in graph output order.
+        """
+        import tvm.runtime
+
+        args = [tvm.runtime.tensor(self._check(feeds, name, shape, dtype), self._dev)
+                for name, shape, dtype in self.inputs]
+        extra = sorted(set(feeds) - {n for n, _, _ in self.inputs})
+        if extra:
+            raise InputError(f"unknown input(s) {extra}; the model's inputs are "
+                             f"{[n for n, _, _ in self.inputs]}")
+        res = self._main(*args, *self._params)
+        return [res[i].numpy() for i in range(len(self.outputs))]
+
+    def _check(self, feeds, name, shape, dtype):
+        if name not in feeds:
+            raise InputError(f"missing input {name!r}; the model's inputs are "
+                             f"{[n for n, _, _ in self.inputs]}")
+        a = np.asarray(feeds[name])
+        if a.dtype != np.dtype(dtype) or a.shape != shape:
+            raise InputError(f"input {name!r}: expected {dtype}{list(shape)}, got {a.dtype}{list(a.shape)}")
+        return np.ascontiguousarray(a)
+
+    def time(self, feeds: dict, number: int = 10, repeat: int = 5) -> list:
+        """Seconds per run, one entry per repeat (each the mean of `number` runs)."""
+        import tvm.runtime
+
+        args = [tvm.runtime.tensor(self._check(feeds, n, s, d), self._dev) for n, s, d in self.inputs]
+        f = self._vm.time_evaluator("main", self._dev, number=number, repeat=repeat)
+        return list(f(*args, *self._params).results)
+
+    def export(self, path: str) -> str:
+        """Write the artifact directory `path` (created if needed); returns the path."""
+        if self.executable is None:
+            raise ArtifactError("this model was loaded from an artifact; copy that directory instead")
+        os.makedirs(path, exist_ok=True)
+        lib, params = os.path.join(path, LIB_FILE), os.path.join(path, PARAMS_FILE)
+        self.executable.export_library(lib)
+        np.savez(params, **{f"p{i}": p for i, p in enumerate(self._params_np)})
+        manifest = {
+            "format": FORMAT,
+            "nnforge_version": _version(),
+            "target": self.target,
+            "inputs": [{"name": n, "shape": list(s), "dtype": d} for n, s, d in self.inputs],
+            "outputs": [{"name": n, "shape": list(s), "dtype": d} for n, s, d in self.outputs],
+            "num_params": len(self._params_np),
+            "files": {LIB_FILE: _sha256(lib), PARAMS_FILE: _sha256(params)},
+        }
+        with open(os.path.join(path, MANIFEST_FILE), "w") as f:
+            json.dump(manifest, f, indent=2)
+        return path
+
+
+def load(path: str) -> CompiledModel:
+    """Load an artifact directory written by `CompiledModel.export`.
+
+    Refuses (ArtifactError) a missing file, a checksum mismatch, or another nnforge
+    version or artifact format.
+    """
+    import tvm.runtime
+
+    mpath = os.path.join(path, MANIFEST_FILE)
+    try:
+        with open(mpath) as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: no {MANIFEST_FILE}; not an nnforge artifact") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{mpath}: unreadable manifest ({e})") from None
+    if manifest.get("format") != FORMAT or manifest.get("nnforge_version") != _version():
+        raise ArtifactError(f"{path} was written by nnforge {manifest.get('nnforge_version')} "
+                            f"(format {manifest.get('format')}); this is nnforge {_version()} "
+                            f"(format {FORMAT}): recompile the model")
+    for name, digest in manifest["files"].items():
+        fpath = os.path.join(path, name)
+        if not os.path.exists(fpath):
+            raise ArtifactError(f"{path}: {name} is missing")
+        if _sha256(fpath) != digest:
+            raise ArtifactError(f"{path}: {name} does not match the manifest's sha256 "
+                                f"(modified or corrupted)")
+    with np.load(os.path.join(path, PARAMS_FILE), allow_pickle=False) as z:
+        params = [z[f"p{i}"] for i in range(manifest["num_params"])]
+    module = tvm.runtime.load_module(os.path.join(path, LIB_FILE))
+    spec = lambda xs: [(x["name"], x["shape"], x["dtype"]) for x in xs]  # noqa: E731
+    return CompiledModel(module, params, spec(manifest["inputs"]), spec(manifest["outputs"]),
+                         manifest["target"])
