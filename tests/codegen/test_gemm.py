@@ -1,0 +1,67 @@
+"""Gemm and MatMul kernels against the registry's numpy reference.
+
+Each case names the rule it must exercise, so that the packed rule silently declining
+a case it should take (and leaving it to the fallback) fails the test.
+"""
+import numpy as np
+import pytest
+
+from kernel_harness import Const, assert_close, compile_kernel
+
+from nnforge.ir import get_op
+
+RNG = np.random.default_rng(0)
+PACKED, GEMV, GENERIC = "gemm packed", "gemv packed", "generic"
+
+
+def _array(shape, dtype):
+    x = RNG.standard_normal(shape) * (10 if np.issubdtype(dtype, np.integer) else 1)
+    return x.astype(dtype)
+
+
+def _run(op, attrs, arrays, const):
+    """Compile, run, compare with the reference; returns the schedule description."""
+    kernel = compile_kernel(op, attrs, [Const(a) if c else a for a, c in zip(arrays, const)])
+    (actual,) = kernel(arrays)
+    opdef = get_op(op)
+    (expected,) = opdef.run(arrays, opdef.check_attrs(attrs))
+    assert_close(actual, np.asarray(expected), what=f"{op} {attrs}: ")
+    return kernel.kernel.schedule
+
+
+@pytest.mark.parametrize("m, n, k, attrs, c_shape, const_b, dtype, expect", [
+    (1, 1000, 1024, {"transB": 1}, (1000,), True, "float32", GEMV),  # classifier layer
+    (1, 70, 33, {}, None, True, "float32", GEMV),  # panel tail
+    (7, 37, 19, {"transA": 1, "alpha": 0.5, "beta": 2.0}, (7, 1), True, "float32", PACKED),
+    (33, 50, 64, {"transB": 1}, (1, 50), False, "float32", PACKED),
+    (13, 17, 5, {"transA": 1, "transB": 1}, (1,), True, "float32", PACKED),
+    (64, 96, 128, {"beta": 0.0}, (64, 96), True, "float32", PACKED),
+    (5, 6, 7, {"alpha": 2.0}, (6,), True, "float64", GENERIC),
+    (5, 6, 7, {"transB": 1}, (5, 6), False, "int32", GENERIC),
+])
+def test_gemm_matches_reference(m, n, k, attrs, c_shape, const_b, dtype, expect):
+    a = _array((k, m) if attrs.get("transA") else (m, k), dtype)
+    b = _array((n, k) if attrs.get("transB") else (k, n), dtype)
+    arrays = [a, b] + ([_array(c_shape, dtype)] if c_shape is not None else [])
+    assert expect in _run("Gemm", attrs, arrays, [False, const_b, True])
+
+
+@pytest.mark.parametrize("a_shape, b_shape, const_b, dtype, expect", [
+    ((3, 1, 5, 8), (8, 20), True, "float32", PACKED),  # batch dims fold into rows
+    ((8,), (8, 20), True, "float32", GEMV),
+    ((4, 8), (8,), True, "float32", PACKED),
+    ((6, 9), (9, 33), False, "float32", PACKED),
+    ((2, 3, 5, 8), (3, 8, 20), True, "float32", GENERIC),  # batch broadcast on both sides
+    ((5, 8), (2, 8, 4), False, "float32", GENERIC),
+    ((2, 1, 4, 3), (1, 3, 3, 2), False, "float64", GENERIC),
+    ((4, 3), (3,), True, "int32", GENERIC),
+    ((8,), (8,), True, "float32", GEMV),  # 0-d result
+])
+def test_matmul_matches_reference(a_shape, b_shape, const_b, dtype, expect):
+    arrays = [_array(a_shape, dtype), _array(b_shape, dtype)]
+    assert expect in _run("MatMul", {}, arrays, [False, const_b])
+
+
+def test_gemm_scalar_c():
+    a, b, c = _array((3, 4), "float32"), _array((4, 5), "float32"), _array((), "float32")
+    assert PACKED in _run("Gemm", {"beta": 0.5}, [a, b, c], [False, True, True])
