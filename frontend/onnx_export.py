@@ -1,0 +1,144 @@
+"""export_model: an nnforge IR graph back to an ONNX model (opset 17, IR version 9).
+
+IR attributes that ONNX-17 takes as tensor inputs (Reshape shape, Slice bounds, Split
+sizes, Pad pads/value, Clip bounds, ReduceSum axes, Expand shape, Tile repeats, Resize
+scales/sizes) become initializers; every other attribute maps one to one.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ..errors import UnsupportedError
+from .onnx_load import elem_type
+
+EXPORT_OPSET = 17
+EXPORT_IR_VERSION = 9  # onnxruntime here accepts IR versions up to 13
+
+
+def _ints(values):
+    return np.array(values, np.int64)
+
+
+def _slice(node, x):
+    # An IR end of -1 with a negative step means "through index 0"; ONNX spells that INT64_MIN.
+    ends = [np.iinfo(np.int64).min if e == -1 and s < 0 else e
+            for e, s in zip(node.attrs["ends"], node.attrs["steps"])]
+    return [_ints(node.attrs["starts"]), _ints(ends), _ints(node.attrs["axes"]),
+            _ints(node.attrs["steps"])], {}
+
+
+def _pad(node, x):
+    value = np.array(node.attrs["value"], x.type.dtype)
+    return [_ints(node.attrs["pads"]), value], {"mode": node.attrs["mode"]}
+
+
+def _clip(node, x):
+    # Infinite bounds are omitted (they cannot be cast to an integer x's dtype).
+    bounds = [None if math.isinf(node.attrs[k]) else np.array(node.attrs[k], x.type.dtype)
+              for k in ("min", "max")]
+    return bounds, {}
+
+
+def _resize(node, x):
+    attrs = {k: v for k, v in node.attrs.items() if k not in ("scales", "sizes")}
+    scales, sizes = node.attrs["scales"], node.attrs["sizes"]
+    # Sizes reproduce the IR exactly when the IR scales are sizes/shape; otherwise give scales.
+    if all(s == o / i for s, o, i in zip(scales, sizes, x.type.shape)):
+        return [None, None, _ints(sizes)], attrs
+    return [None, np.array(scales, np.float32)], attrs
+
+
+def _avg_pool(node, x):
+    if tuple(node.attrs["dilations"]) != (1, 1):
+        raise _needs_newer_opset(node, "dilations")
+    return [], {k: v for k, v in node.attrs.items() if k != "dilations"}
+
+
+# (op, attribute, value) forms ONNX only has from opset 19 on.
+_OPSET_19_FORMS = {("Resize", "coordinate_transformation_mode", "half_pixel_symmetric"),
+                   ("Pad", "mode", "wrap")}
+
+
+def _needs_newer_opset(node, what: str) -> UnsupportedError:
+    return UnsupportedError(f"node {node.name} ({node.op}): {what} needs ONNX opset 19; export "
+                            f"targets opset {EXPORT_OPSET}",
+                            items=[(node.op, f"ai.onnx:{EXPORT_OPSET}", node.name, what)])
+
+
+# IR op -> fn(node, first input) -> (extra tensor inputs (None = omitted), ONNX attributes).
+_SPECIAL = {
+    "Reshape": lambda node, x: ([_ints(node.attrs["shape"])], {}),
+    "Split": lambda node, x: ([_ints(node.attrs["split"])], {"axis": node.attrs["axis"]}),
+    "ReduceSum": lambda node, x: ([_ints(node.attrs["axes"])], {"keepdims": node.attrs["keepdims"]}),
+    "Expand": lambda node, x: ([_ints(node.attrs["shape"])], {}),
+    "Tile": lambda node, x: ([_ints(node.attrs["repeats"])], {}),
+    "Cast": lambda node, x: ([], {"to": elem_type(node.attrs["to"])}),
+    "Slice": _slice, "Pad": _pad, "Clip": _clip, "Resize": _resize, "AveragePool": _avg_pool,
+}
+
+
+def export_model(graph) -> onnx.ModelProto:
+    """The IR graph as an ONNX model that ONNX Runtime computes identically.
+
+    Args:
+        graph: an ir.Graph.
+    Returns:
+        an onnx.ModelProto (opset 17, IR version 9) passing onnx.checker.check_model.
+    """
+    exporter = _Exporter()
+    output_names = {v.name for v in graph.outputs}
+    nodes = [exporter.constant_node(v) for v in graph.constants if v.name in output_names]
+    for node in graph.nodes:
+        nodes.append(exporter.node(node))
+    onnx_graph = helper.make_graph(
+        nodes, graph.name, [_value_info(v) for v in graph.inputs],
+        [_value_info(v) for v in graph.outputs], initializer=exporter.initializers)
+    return helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", EXPORT_OPSET)],
+                             ir_version=EXPORT_IR_VERSION, producer_name="nnforge")
+
+
+class _Exporter:
+    def __init__(self):
+        self.initializers = []
+        self._initialized = set()
+
+    def constant_node(self, value):
+        """A Constant node, for a constant that is a graph output (outputs need a producer)."""
+        self._initialized.add(value.name)
+        return helper.make_node("Constant", [], [value.name], name=f"{value.name}_constant",
+                                value=numpy_helper.from_array(np.asarray(value.data), value.name))
+
+    def node(self, node):
+        for op, key, value in _OPSET_19_FORMS:
+            if node.op == op and node.attrs.get(key) == value:
+                raise _needs_newer_opset(node, f"{key}={value!r}")
+        x = node.inputs[0] if node.inputs else None
+        special = _SPECIAL.get(node.op)
+        extra, attrs = special(node, x) if special else ([], dict(node.attrs))
+        names = [self.input_name(v) for v in node.inputs]
+        names += [self.array_name(a, f"{node.name}_in{i}") if a is not None else ""
+                  for i, a in enumerate(extra, start=len(names))]
+        while names and names[-1] == "":
+            names.pop()
+        # helper cannot type an empty list attribute; ONNX reads a missing one the same way here
+        attrs = {k: v for k, v in attrs.items() if not (isinstance(v, (list, tuple)) and not v)}
+        return helper.make_node(node.op, names, [v.name for v in node.outputs], name=node.name,
+                                **attrs)
+
+    def input_name(self, value) -> str:
+        if value.is_constant and value.name not in self._initialized:
+            self._initialized.add(value.name)
+            self.initializers.append(numpy_helper.from_array(np.asarray(value.data), value.name))
+        return value.name
+
+    def array_name(self, array, name: str) -> str:
+        self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+
+def _value_info(value):
+    return helper.make_tensor_value_info(value.name, elem_type(value.type.dtype), value.type.shape)
