@@ -20,6 +20,16 @@ class UnsupportedError(NnforgeError):
         self.items = list(items)
 
 
+class StaticInputError(UnsupportedError):
+    """A value the IR needs at compile time (a shape, axes, pads, scales...) is computed at
+    run time. `value` is its ONNX name; when it is a graph input, a caller that knows the
+    input's value (nnforge.backend) can compile a specialization."""
+
+    def __init__(self, message, value: str, items=()):
+        super().__init__(message, items)
+        self.value = value
+
+
 class ShapeError(NnforgeError):
     """Types or shapes do not agree (verifier, shape inference)."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper
 
-from ..errors import ModelError, NnforgeError, UnsupportedError
+from ..errors import ModelError, NnforgeError, StaticInputError, UnsupportedError
 from ..ir import get_op
 from .onnx_load import tensor_to_array
 
@@ -71,8 +71,11 @@ class OnnxNode:
         if value is None:
             return None
         if not value.is_constant:
-            raise self.unsupported(f"input {i} ({what}, %{value.name}) must be a constant "
-                                   f"known at import time, but it is computed at run time")
+            reason = (f"input {i} ({what}, %{value.name}) must be a constant known at import "
+                      f"time, but it is computed at run time")
+            raise StaticInputError(f"node {self.name} ({self.op}, opset {self.opset}): {reason}",
+                                   value.name,
+                                   items=[(self.op, f"ai.onnx:{self.opset}", self.name, reason)])
         return value.data
 
     def static_ints(self, i: int, what: str):

@@ -85,8 +85,8 @@ class Graph:
         return value
 
     def constant(self, array, name: str = "const") -> Value:
-        """A constant value holding a (read-only copy of) `array`."""
-        data = np.array(array, copy=True)
+        """A constant value holding `array` (copied unless it is already a read-only ndarray)."""
+        data = array if isinstance(array, np.ndarray) and not array.flags.writeable else np.array(array)
         data.setflags(write=False)
         return Value(self.unique_name(name), TensorType.of(data), data=data)
 
