@@ -8,7 +8,7 @@ not apply, and the last rule of every op always applies.
     def relu_injective(n: LowerNode) -> Kernel:
         x = n.placeholder(0)
         y = te.compute(x.shape, lambda *i: te.max(x(*i), 0.0), name="relu")
-        return n.kernel([x], [y], schedule_injective)
+        return make_kernel([x], [y], schedule_injective(n.target.vector_lanes), [0], "injective")
 
 PrimFunc parameters are the kernel's inputs (`Kernel.args`, in order) followed by
 its outputs (one per node output, with exactly the node's output types).
