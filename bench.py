@@ -1,7 +1,11 @@
 """Side-by-side timing of nnforge against ONNX Runtime (used by `nnforge bench` and benchmarks/).
 
-Runs are interleaved (nnforge, ORT, nnforge, ORT, ...) in one process so machine noise
-hits both alike; medians are reported, with the ratio nnforge/ORT.
+Runs are interleaved in one process so machine noise hits both alike; medians are
+reported, with the ratio nnforge/ORT. Interleaving is by short blocks (a pause, one
+untimed call, then `block` timed calls of one system, then the other), not call by
+call: ONNX Runtime's and TVM's worker threads keep spinning for a while after a call,
+and call-by-call alternation would charge that spinning to whoever runs next
+(measured here: a small ResNet looked 50x slower than it is).
 """
 from __future__ import annotations
 
@@ -33,25 +37,26 @@ def _ort_compatible(model):
     return model
 
 
-def interleaved(fns: dict, rounds: int = 10, warmup: int = 2) -> dict:
-    """Median and spread (min, max) of each zero-argument callable, timed alternately.
+def interleaved(fns: dict, rounds: int = 10, block: int = 5, pause: float = 0.05) -> dict:
+    """Median and spread (min, max) of each zero-argument callable, timed in alternating blocks.
 
     Args:
         fns: label -> callable.
-        rounds: timed calls of each.
-        warmup: untimed calls of each first.
+        rounds: blocks of each callable.
+        block: timed calls per block (after one untimed warm-up call).
+        pause: seconds of sleep before each block, so the other system's threads go idle.
     Returns:
-        label -> {"median": s, "min": s, "max": s}.
+        label -> {"median": s, "min": s, "max": s} over all timed calls.
     """
-    for _ in range(warmup):
-        for f in fns.values():
-            f()
     times = {k: [] for k in fns}
     for _ in range(rounds):
         for k, f in fns.items():
-            t0 = time.perf_counter()
+            time.sleep(pause)
             f()
-            times[k].append(time.perf_counter() - t0)
+            for _ in range(block):
+                t0 = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - t0)
     return {k: {"median": statistics.median(v), "min": min(v), "max": max(v)} for k, v in times.items()}
 
 

@@ -148,6 +148,19 @@ class _KernelTable:
         return name
 
 
+def _vm_pipeline():
+    """TVM's default Relax build pipeline minus the passes that assume TVM-generated kernels:
+    our module has only call_tir to scheduled PrimFuncs (some written as plain TIR, which
+    RewriteDataflowReshape's pattern check rejects), so nothing needs legalizing or dispatching."""
+    import tvm
+    from tvm.relax import transform as T
+
+    return tvm.transform.Sequential([
+        T.ToNonDataflow(), T.RemovePurityChecking(), T.CallTIRRewrite(), T.StaticPlanBlockMemory(),
+        T.LowerAllocTensor(), T.KillAfterLastUse(), T.LowerRuntimeBuiltin(), T.ComputePrimValue(),
+        T.VMShapeLower(), T.AttachGlobalSymbol()])
+
+
 def build(lowered: Lowered, target: CpuTarget, progress=None):
     """Compile a Lowered module to a tvm Executable (LLVM codegen of every kernel)."""
     import tvm
@@ -155,7 +168,7 @@ def build(lowered: Lowered, target: CpuTarget, progress=None):
     t0 = time.time()
     _report(progress, "compiling kernels with LLVM ...")
     try:
-        ex = tvm.compile(lowered.mod, target=target.tvm_target())
+        ex = tvm.compile(lowered.mod, target=target.tvm_target(), relax_pipeline=_vm_pipeline())
     except Exception as e:
         raise CompileError(f"TVM failed to build the module: {type(e).__name__}: "
                            f"{str(e).strip().splitlines()[-1] if str(e).strip() else ''}") from e
