@@ -12,7 +12,7 @@ those inputs (cached per value), as a JIT would.
 from __future__ import annotations
 
 import numpy as np
-from onnx import ModelProto, numpy_helper
+from onnx import ModelProto, TensorProto, numpy_helper
 from onnx.backend.base import Backend, BackendRep
 
 from . import compile as _compile
@@ -27,6 +27,11 @@ def _with_initializers(model: ModelProto, values: dict) -> ModelProto:
     m.graph.input.extend(keep)
     m.graph.initializer.extend(numpy_helper.from_array(np.asarray(v), n) for n, v in values.items())
     return m
+
+
+def as_array(value) -> np.ndarray:
+    """A feed as a numpy array (ONNX's test data also passes TensorProtos)."""
+    return numpy_helper.to_array(value) if isinstance(value, TensorProto) else np.asarray(value)
 
 
 class NnforgeRep(BackendRep):
@@ -61,10 +66,10 @@ class NnforgeRep(BackendRep):
 
     def run(self, inputs, **kwargs):
         if isinstance(inputs, dict):
-            feeds = {k: np.asarray(v) for k, v in inputs.items()}
+            feeds = {k: as_array(v) for k, v in inputs.items()}
         else:
             inputs = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
-            feeds = {n: np.asarray(v) for n, v in zip(self.names, inputs)}
+            feeds = {n: as_array(v) for n, v in zip(self.names, inputs)}
         compiled = self._specialize(feeds) if self.static else self._compiled[()]
         return tuple(compiled.run({n: feeds[n] for n, _, _ in compiled.inputs}))
 

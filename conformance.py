@@ -72,7 +72,7 @@ def run_case(op: str, case) -> CaseResult:
         for inputs, outputs in case.data_sets:
             got = rep.run(list(inputs))
             for i, (g, w) in enumerate(zip(got, outputs)):
-                problem = _compare(np.asarray(g), np.asarray(w), case.rtol, case.atol)
+                problem = _compare(np.asarray(g), backend.as_array(w), case.rtol, case.atol)
                 if problem:
                     return CaseResult(op, case.name, "fail", f"output {i}: {problem}")
         return CaseResult(op, case.name, "pass")

@@ -51,7 +51,7 @@ class CompiledModel:
         self._vm = VirtualMachine(module, self._dev)
         self._main = self._vm["main"]
         self._params_np = list(params)
-        self._params = [tvm.runtime.tensor(np.ascontiguousarray(p), self._dev) for p in params]
+        self._params = [tvm.runtime.tensor(p if p.flags.c_contiguous else p.copy(), self._dev) for p in params]
         self.inputs = [(n, tuple(s), d) for n, s, d in inputs]  # (name, shape, dtype)
         self.outputs = [(n, tuple(s), d) for n, s, d in outputs]
         self.target = target
@@ -84,7 +84,7 @@ class CompiledModel:
         a = np.asarray(feeds[name])
         if a.dtype != np.dtype(dtype) or a.shape != shape:
             raise InputError(f"input {name!r}: expected {dtype}{list(shape)}, got {a.dtype}{list(a.shape)}")
-        return np.ascontiguousarray(a)
+        return a if a.flags.c_contiguous else a.copy()  # (np.ascontiguousarray makes 0-d arrays 1-d)
 
     def time(self, feeds: dict, number: int = 10, repeat: int = 5) -> list:
         """Seconds per run, one entry per repeat (each the mean of `number` runs)."""
