@@ -26,7 +26,7 @@ __all__ = ["compile", "load", "CompiledModel", "NnforgeError", "ModelError", "Un
 
 
 def compile(model, target: str = "cpu", input_shapes: dict | None = None, passes=None,
-            progress=None) -> CompiledModel:
+            schedule=None, progress=None) -> CompiledModel:
     """Compile an ONNX model for a target.
 
     Args:
@@ -34,10 +34,12 @@ def compile(model, target: str = "cpu", input_shapes: dict | None = None, passes
         target: "cpu" (the host CPU, all cores).
         input_shapes: fixes symbolic input dims, e.g. {"x": (1, 3, 224, 224)}.
         passes: list of pass names to run (default: passes.DEFAULT_PIPELINE).
+        schedule: schedule overrides, e.g. "winograd=off,strassen=on", or a
+            codegen.rules.ScheduleOptions (also: measure candidates on this machine).
         progress: optional callable receiving status strings during long compiles.
     Returns:
         a CompiledModel (`run`, `export`).
     """
     from .driver import compile_model
 
-    return compile_model(model, target, input_shapes, passes, progress)
+    return compile_model(model, target, input_shapes, passes, schedule, progress)

@@ -27,8 +27,10 @@ def cmd_compile(args):
     import nnforge
 
     t0 = time.time()
+    from .codegen.rules import ScheduleOptions
+
     cm = nnforge.compile(args.model, target=args.target, input_shapes=_shapes(args.shape),
-                         progress=_progress)
+                         schedule=ScheduleOptions.parse(args.schedule, args.measure), progress=_progress)
     cm.export(args.output)
     print(f"compiled {args.model} for {args.target} in {time.time() - t0:.1f}s -> {args.output}")
 
@@ -63,6 +65,21 @@ def cmd_inspect(args):
     print(f"# {cost.flops / 1e9:.3f} GFLOPs, {cost.bytes_read / 1e6:.1f} MB read, "
           f"{cost.bytes_written / 1e6:.1f} MB written")
     print("# op histogram: " + ", ".join(f"{op} {n}" for op, n in graph.op_histogram().items()))
+    if args.schedules:
+        _print_schedules(graph, args)
+
+
+def _print_schedules(graph, args):
+    """Per node: the rule chosen, its schedule, and every candidate with its estimated time."""
+    from .codegen.cpu import lower
+    from .codegen.kernel import CpuTarget
+    from .codegen.rules import ScheduleOptions
+
+    lowered = lower(graph, CpuTarget.host(), options=ScheduleOptions.parse(args.schedule, args.measure))
+    print("\n# schedules (* = chosen)")
+    for n in lowered.nodes:
+        print(f"{n.node:28s} {n.op:16s} {n.rule:24s} {n.schedule}")
+        print(f"{'':28s}   candidates: {n.candidates}")
 
 
 def cmd_bench(args):
@@ -83,6 +100,12 @@ def cmd_bench(args):
           f"max rel err {r['max_rel_err']:.2e}")
 
 
+def _schedule_args(p):
+    p.add_argument("--schedule", help="rule family overrides, e.g. winograd=off,strassen=on")
+    p.add_argument("--measure", action="store_true",
+                   help="time candidate schedules on this machine (cached) instead of the cost model")
+
+
 def main(argv=None) -> int:
     """Entry point of the `nnforge` command."""
     from .errors import NnforgeError
@@ -94,6 +117,7 @@ def main(argv=None) -> int:
     c.add_argument("-o", "--output", required=True)
     c.add_argument("--target", default="cpu")
     c.add_argument("--shape", action="append", help="fix an input shape: NAME=1,3,224,224")
+    _schedule_args(c)
     c.set_defaults(fn=cmd_compile)
     r = sub.add_parser("run", help="run a compiled artifact on .npy inputs")
     r.add_argument("artifact")
@@ -104,6 +128,8 @@ def main(argv=None) -> int:
     i.add_argument("model")
     i.add_argument("--shape", action="append")
     i.add_argument("--max-const", type=int, default=8, help="print constants up to this many elements")
+    i.add_argument("--schedules", action="store_true", help="explain the schedule chosen for each node")
+    _schedule_args(i)
     i.set_defaults(fn=cmd_inspect)
     b = sub.add_parser("bench", help="time nnforge against ONNX Runtime")
     b.add_argument("model")

@@ -22,10 +22,12 @@ def import_graph(model, input_shapes=None, progress=None):
     return graph
 
 
-def compile_model(model, target="cpu", input_shapes=None, passes=None, progress=None) -> CompiledModel:
+def compile_model(model, target="cpu", input_shapes=None, passes=None, schedule=None,
+                  progress=None) -> CompiledModel:
     """See `nnforge.compile`."""
     from .codegen.cpu import build, lower
     from .codegen.kernel import CpuTarget
+    from .codegen.rules import ScheduleOptions
     from .ir import verify
     from .passes import run_pipeline
 
@@ -35,7 +37,8 @@ def compile_model(model, target="cpu", input_shapes=None, passes=None, progress=
     graph = run_pipeline(graph, passes)
     verify(graph)
     cpu = CpuTarget.host()
-    lowered = lower(graph, cpu, progress)
+    options = schedule if isinstance(schedule, ScheduleOptions) else ScheduleOptions.parse(schedule)
+    lowered = lower(graph, cpu, progress, options)
     ex = build(lowered, cpu, progress)
     spec = lambda vs: [(n, t.shape, t.dtype) for n, t in vs]  # noqa: E731
     return CompiledModel(ex, lowered.params, spec(lowered.inputs), spec(lowered.outputs),

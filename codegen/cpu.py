@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import CompileError
 from ..ir.types import TensorType
 from .kernel import CpuTarget, KernelInput, LowerNode
-from .rules import lower_node
+from .rules import ScheduleOptions, select
 
 
 @dataclass
@@ -27,6 +27,8 @@ class LoweredNode:
     op: str
     kernel: str
     schedule: str
+    rule: str = ""
+    candidates: str = ""  # the rules considered, with estimated (and measured) times
 
 
 @dataclass
@@ -45,13 +47,14 @@ def _report(progress, msg):
         progress(msg)
 
 
-def lower(graph, target: CpuTarget, progress=None) -> Lowered:
+def lower(graph, target: CpuTarget, progress=None, options: ScheduleOptions | None = None) -> Lowered:
     """Lower every node of `graph` to a kernel and emit the calling module.
 
     Args:
         graph: a verified ir.Graph.
         target: the CPU target.
         progress: optional callable taking a status string (long compiles report per node).
+        options: schedule selection options (overrides, measurement).
     Returns:
         a Lowered.
     """
@@ -75,7 +78,8 @@ def lower(graph, target: CpuTarget, progress=None) -> Lowered:
         ln = LowerNode(node.op, node.name, node.attrs,
                        [KernelInput(v.type, v.data) for v in node.inputs],
                        [v.type for v in node.outputs], target)
-        kernel = lower_node(ln)
+        choice = select(ln, options)
+        kernel = choice.kernel
         lanes = len(kernel.func.params) - len(node.outputs)
         if lanes != len(kernel.args):
             raise CompileError(f"node {node.name} ({node.op}): kernel has {lanes} input params but "
@@ -89,7 +93,8 @@ def lower(graph, target: CpuTarget, progress=None) -> Lowered:
                 args.append(("param", param_slot(v.data)) if v.is_constant else ("value", v.name))
         name = kernels.add(kernel.func, node.op)
         calls.append((node, name, args))
-        report.append(LoweredNode(node.name, node.op, name, kernel.schedule))
+        report.append(LoweredNode(node.name, node.op, name, kernel.schedule, choice.rule.name,
+                                  choice.explain()))
         if (i + 1) % 25 == 0 or i + 1 == len(graph.nodes):
             _report(progress, f"lowered {i + 1}/{len(graph.nodes)} nodes "
                               f"({len(kernels.funcs)} distinct kernels, {time.time() - t0:.1f}s)")

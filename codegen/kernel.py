@@ -30,6 +30,13 @@ class CpuTarget:
     mcpu: str
     num_cores: int
     vector_lanes: int = 8  # fp32 lanes per SIMD register (8 for AVX2, 16 for AVX-512)
+    ghz: float = 2.5  # nominal clock, for the cost model only
+    memory_bandwidth: float = 20e9  # bytes/s, for the cost model only
+
+    @property
+    def peak_flops(self) -> float:
+        """fp32 FLOP/s of all cores: two FMA pipes per core, 2 FLOPs per lane per FMA."""
+        return self.num_cores * self.ghz * 1e9 * 2 * 2 * self.vector_lanes
 
     @staticmethod
     def host() -> "CpuTarget":

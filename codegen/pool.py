@@ -94,13 +94,15 @@ def schedule_window_pool(reduce_name: str, output_name: str | None, lanes: int):
         if extents[1] > 1:
             sch.vectorize(j)
         sch.compute_at(block, rows)
-        # under the row loop: ow, then the tap loops that are not unit (compute_at drops those)
-        ow, *taps = sch.get_loops(block)[1:]
-        if taps:
+        # under the row loop: ow, then the taps; compute_at drops the unit ones (ow included)
+        taps = sch.get_loops(block)[1:]
+        ow = taps.pop(0) if extents[1] > 1 else None
+        if ow is not None and taps:
             sch.reorder(*taps, ow)
-        init = sch.decompose_reduction(block, taps[0] if taps else ow)
-        if extents[1] > 1:
-            sch.vectorize(sch.get_loops(init)[-1])
+        if ow is not None or taps:  # else one tap per output: the init needs no loop of its own
+            init = sch.decompose_reduction(block, taps[0] if taps else ow)
+            if ow is not None:
+                sch.vectorize(sch.get_loops(init)[-1])
         try:
             pad = sch.get_sblock("pad")
         except Exception:  # no window reaches outside the input: nothing staged

@@ -44,9 +44,12 @@ _REDUCERS = {
 
 def accumulator_dtype(op: str, dtype: str) -> str:
     """float16 -> float32; integers -> int64/uint64 (a wrapping sum then casts back exactly
-    like numpy's), integer Mean in float64 (numpy's mean, truncated by the final cast)."""
+    like numpy's), integer Mean in float64 (numpy's mean, truncated by the final cast);
+    bool (Max/Min only) -> uint8, where max is any and min is all."""
     if dtype == "float16":
         return "float32"
+    if dtype == "bool":
+        return "uint8"
     if dtype.startswith(("int", "uint")):
         if op == "ReduceMean":
             return "float64"

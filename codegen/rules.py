@@ -1,27 +1,97 @@
-"""Lowering rules: for each IR op, an ordered list of functions LowerNode -> Kernel | None.
+"""Lowering rules and schedule selection.
 
-The first rule that returns a Kernel wins; the last rule of every op must always apply
-(the fallback). Rules live in the kernel modules listed in KERNEL_MODULES
-and register themselves with `@rule("Op", ...)`.
+For each IR op there is an ordered list of rules (functions LowerNode -> Kernel | None);
+a rule returns None when it does not apply, and the last rule of every op always
+applies (the fallback). Rules live in the kernel modules listed in KERNEL_MODULES and
+register themselves with `@rule("Op", name=..., family=..., efficiency=...)`.
+
+Among the rules that apply to a node, the cheapest by the analytical cost model wins
+(`estimate_seconds`: the node's FLOPs at the rule's fraction of peak, or its bytes at
+memory bandwidth, whichever is slower); ties go to the earlier rule. With
+`ScheduleOptions(measure=True)` candidates are compiled and timed on this machine
+instead (results cached on disk, codegen/measure.py). Overrides switch a family of
+rules off (`winograd=off`) or make it win whenever it applies (`strassen=on`).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import CompileError, NnforgeError
 from .kernel import Kernel, LowerNode
 
-RULES: dict[str, list[Callable]] = {}
-KERNEL_MODULES = ("elementwise", "reduce", "movement", "pool", "norm", "gemm", "conv2d")
+KERNEL_MODULES = ("elementwise", "reduce", "movement", "resize", "pool", "norm", "gemm", "conv2d")
 
 
-def rule(*ops: str):
-    """Register the decorated function as the next lowering rule for each op in `ops`."""
+@dataclass(frozen=True)
+class Rule:
+    """One way to lower an op. `efficiency`: expected fraction of the target's peak FLOP rate."""
+
+    op: str
+    name: str
+    family: str
+    efficiency: float
+    fn: Callable
+
+
+RULES: dict[str, list[Rule]] = {}
+
+
+def rule(*ops: str, name: str | None = None, family: str | None = None, efficiency: float = 0.5):
+    """Register the decorated function as the next lowering rule for each op in `ops`.
+
+    Args:
+        ops: IR op names.
+        name: kebab-case rule name (default: the function name).
+        family: the name overrides use (`winograd=off`); default: the rule name.
+        efficiency: expected fraction of peak FLOP rate, for the cost model.
+    """
     def deco(fn):
+        rname = name or fn.__name__.replace("_", "-")
         for op in ops:
-            RULES.setdefault(op, []).append(fn)
+            RULES.setdefault(op, []).append(Rule(op, rname, family or rname, efficiency, fn))
         return fn
     return deco
+
+
+@dataclass
+class ScheduleOptions:
+    """How to choose among applicable rules.
+
+    overrides: family -> True (win whenever applicable) / False (never use).
+    measure: time candidates on this machine (cached on disk) instead of trusting the model.
+    """
+
+    overrides: dict = field(default_factory=dict)
+    measure: bool = False
+
+    @staticmethod
+    def parse(text: str | None, measure: bool = False) -> "ScheduleOptions":
+        """From the CLI form `winograd=off,strassen=on`."""
+        overrides = {}
+        for item in filter(None, (text or "").split(",")):
+            fam, _, val = item.partition("=")
+            if val not in ("on", "off"):
+                raise NnforgeError(f"--schedule expects FAMILY=on|off, got {item!r}")
+            overrides[fam.strip()] = val == "on"
+        return ScheduleOptions(overrides, measure)
+
+
+@dataclass
+class Choice:
+    """The rule chosen for a node and the candidates considered: (rule, est. s, measured s)."""
+
+    rule: Rule
+    kernel: Kernel
+    candidates: list
+
+    def explain(self) -> str:
+        parts = []
+        for r, est, meas in self.candidates:
+            mark = "*" if r is self.rule else " "
+            t = f"{est * 1e3:.3f}ms est" + (f", {meas * 1e3:.3f}ms measured" if meas is not None else "")
+            parts.append(f"{mark}{r.name} ({t})")
+        return "; ".join(parts)
 
 
 def make_kernel(inputs, outputs, schedule, args, description: str) -> Kernel:
@@ -46,24 +116,64 @@ def make_kernel(inputs, outputs, schedule, args, description: str) -> Kernel:
     return Kernel(sch.mod["main"].without_attr("global_symbol"), list(args), description)
 
 
-def lower_node(n: LowerNode) -> Kernel:
-    """The first applicable rule's Kernel for node `n`; CompileError naming the node otherwise."""
+def estimate_seconds(n: LowerNode, r: Rule, kernel: Kernel) -> float:
+    """Analytical time of `kernel`: roofline of its FLOPs (kernel.extra["flops"] when the
+    schedule changes them, e.g. Winograd) at the rule's efficiency, and its bytes."""
+    from ..ir import get_op
+
+    cost = get_op(n.op).cost([i.type for i in n.inputs], n.outputs, n.attrs)
+    flops = kernel.extra.get("flops", cost.flops)
+    compute = flops / (r.efficiency * n.target.peak_flops)
+    memory = (cost.bytes_read + cost.bytes_written) / n.target.memory_bandwidth
+    return max(compute, memory)
+
+
+def _run_rule(r: Rule, n: LowerNode):
+    try:
+        return r.fn(n)
+    except NnforgeError:
+        raise
+    except Exception as e:  # a TVM error inside a rule is our bug: say where it happened
+        msg = str(e).strip()
+        raise CompileError(f"node {n.name} ({n.op}): lowering rule {r.name} failed: "
+                           f"{type(e).__name__}: {msg.splitlines()[-1] if msg else ''}") from e
+
+
+def select(n: LowerNode, options: ScheduleOptions | None = None) -> Choice:
+    """Build every applicable rule's kernel for node `n` and choose one (see module doc)."""
     _load_rules()
-    rules = RULES.get(n.op)
-    if not rules:
+    from .zero_size import zero_size_tensors  # here: zero_size imports make_kernel from this module
+
+    zero = Rule(n.op, "zero-size", "zero-size", 1.0, zero_size_tensors)
+    empty = _run_rule(zero, n)  # a node with empty tensors gets a trivial kernel; op rules never see it
+    if empty is not None:
+        return Choice(zero, empty, [(zero, 0.0, None)])
+    options = options or ScheduleOptions()
+    rules = [r for r in RULES.get(n.op, []) if options.overrides.get(r.family, True)]
+    if not RULES.get(n.op):
         raise CompileError(f"node {n.name}: no CPU lowering for op {n.op}")
-    for fn in rules:
-        try:
-            kernel = fn(n)
-        except NnforgeError:
-            raise
-        except Exception as e:  # a TVM error inside a rule is our bug: say where it happened
-            raise CompileError(f"node {n.name} ({n.op}): lowering rule {fn.__name__} failed: "
-                               f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}") from e
-        if kernel is not None:
-            return kernel
-    raise CompileError(f"node {n.name} ({n.op}): no lowering rule applies "
-                       f"(inputs {[str(i.type) for i in n.inputs]}, attrs {n.attrs})")
+    built = [(r, k) for r in rules for k in [_run_rule(r, n)] if k is not None]
+    if not built:
+        raise CompileError(f"node {n.name} ({n.op}): no lowering rule applies "
+                           f"(inputs {[str(i.type) for i in n.inputs]}, attrs {n.attrs}"
+                           f"{', overrides ' + str(options.overrides) if options.overrides else ''})")
+    forced = [(r, k) for r, k in built if options.overrides.get(r.family) is True]
+    if forced:
+        built = forced
+    candidates = [(r, k, estimate_seconds(n, r, k), None) for r, k in built]
+    if options.measure and len(candidates) > 1:
+        from .measure import measure_seconds
+
+        candidates = [(r, k, est, measure_seconds(n, r, k)) for r, k, est, _ in candidates]
+    best = min(range(len(candidates)),
+               key=lambda i: (candidates[i][3] if candidates[i][3] is not None else candidates[i][2], i))
+    r, k = candidates[best][0], candidates[best][1]
+    return Choice(r, k, [(c[0], c[2], c[3]) for c in candidates])
+
+
+def lower_node(n: LowerNode, options: ScheduleOptions | None = None) -> Kernel:
+    """The chosen rule's Kernel for node `n`; CompileError naming the node when none applies."""
+    return select(n, options).kernel
 
 
 def _load_rules():

@@ -60,4 +60,6 @@ def schedule_row_accumulator(sch, block_name: str, lanes: int, epilogue: str | N
     vectorize_row(sch, row, lanes)
     if reduce:
         sch.decompose_reduction(blk, reduce[0])
-    vectorize_row(sch, sch.get_loops(acc)[-1], lanes)
+    acc_loops = sch.get_loops(acc)
+    if len(acc_loops) > (fused is not None):  # a unit row leaves the write-back no loop of its own
+        vectorize_row(sch, acc_loops[-1], lanes)

@@ -2,7 +2,7 @@
 
 IR attributes that ONNX-17 takes as tensor inputs (Reshape shape, Slice bounds, Split
 sizes, Pad pads/value, Clip bounds, ReduceSum axes, Expand shape, Tile repeats, Resize
-scales/sizes) become initializers; every other attribute maps one to one.
+roi/scales/sizes) become initializers; every other attribute maps one to one.
 """
 from __future__ import annotations
 
@@ -44,12 +44,13 @@ def _clip(node, x):
 
 
 def _resize(node, x):
-    attrs = {k: v for k, v in node.attrs.items() if k not in ("scales", "sizes")}
+    attrs = {k: v for k, v in node.attrs.items() if k not in ("scales", "sizes", "roi")}
     scales, sizes = node.attrs["scales"], node.attrs["sizes"]
+    roi = np.array(node.attrs["roi"], np.float32) if node.attrs["roi"] else None
     # Sizes reproduce the IR exactly when the IR scales are sizes/shape; otherwise give scales.
     if all(s == o / i for s, o, i in zip(scales, sizes, x.type.shape)):
-        return [None, None, _ints(sizes)], attrs
-    return [None, np.array(scales, np.float32)], attrs
+        return [roi, None, _ints(sizes)], attrs
+    return [roi, np.array(scales, np.float32)], attrs
 
 
 def _avg_pool(node, x):

@@ -13,6 +13,7 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from ..errors import ModelError, UnsupportedError
+from .onnx_graph import walk_nodes
 
 MIN_OPSET = 7
 MAX_TESTED_OPSET = 21
@@ -71,13 +72,15 @@ def default_opset(proto: onnx.ModelProto, label: str) -> int:
     """The opset of the default ONNX domain, after checking IR and opset versions.
 
     Opsets above 21 (the newest we test) are accepted with a warning up to the newest
-    this onnx package knows: for the supported ops they only add dtypes.
+    this onnx package knows: for the supported ops they only add dtypes. An opset below 7
+    is accepted when every op the model uses has the same definition there as at opset 7,
+    and is then imported as opset 7.
 
     Args:
         proto: the model.
         label: where it came from, for messages.
     Returns:
-        the default-domain opset version.
+        the default-domain opset version the importer applies (7 for an older model).
     """
     if not MIN_IR_VERSION <= proto.ir_version <= onnx.IR_VERSION:
         raise ModelError(f"{label}: ONNX IR version {proto.ir_version} is not supported "
@@ -86,7 +89,10 @@ def default_opset(proto: onnx.ModelProto, label: str) -> int:
     if not versions:
         raise ModelError(f"{label}: the model imports no default ONNX opset")
     opset, newest = max(versions), onnx.defs.onnx_opset_version()
-    if not MIN_OPSET <= opset <= newest:
+    if opset < MIN_OPSET:
+        _check_same_as_min_opset(proto, label, opset)
+        return MIN_OPSET
+    if opset > newest:
         raise ModelError(f"{label}: ONNX opset {opset} is not supported "
                          f"(supported: {MIN_OPSET}..{MAX_TESTED_OPSET}, {newest} with a warning)")
     if opset > MAX_TESTED_OPSET:
@@ -94,6 +100,22 @@ def default_opset(proto: onnx.ModelProto, label: str) -> int:
                       f"nnforge is tested with; importing it with opset-{MAX_TESTED_OPSET} semantics",
                       stacklevel=3)
     return opset
+
+
+def _check_same_as_min_opset(proto: onnx.ModelProto, label: str, opset: int):
+    """ModelError naming the first default-domain op whose definition at `opset` is not
+    the one in force at MIN_OPSET (the oldest semantics the converters implement)."""
+    for op in dict.fromkeys(n.op_type for n in walk_nodes(proto.graph) if n.domain in DEFAULT_DOMAINS):
+        try:
+            same = onnx.defs.get_schema(op, max_inclusive_version=opset).since_version == \
+                onnx.defs.get_schema(op, max_inclusive_version=MIN_OPSET).since_version
+        except onnx.defs.SchemaError:  # the op does not exist at one of the two opsets
+            same = False
+        if not same:
+            raise ModelError(f"{label}: ONNX opset {opset} is not supported for op {op}: its "
+                             f"definition there differs from opset {MIN_OPSET}'s (supported: "
+                             f"{MIN_OPSET}..{MAX_TESTED_OPSET}, and older opsets whose ops did not "
+                             f"change until {MIN_OPSET})")
 
 
 def numpy_dtype(elem_type: int, what: str) -> str:

@@ -99,7 +99,8 @@ class OnnxNode:
         return ModelError(f"node {self.name} ({self.op}): {reason}")
 
     # -- building -----------------------------------------------------------
-    def emit(self, op: str, inputs: list, attrs: dict | None = None, final: bool = True) -> list:
+    def emit(self, op: str, inputs: list, attrs: dict | None = None, final: bool = True,
+             first_output: int = 0) -> list:
         """Add IR op `op`, or fold it into constants when every input is constant.
 
         Args:
@@ -108,13 +109,14 @@ class OnnxNode:
             attrs: normalized attributes (see ir/OPS.md).
             final: True when its outputs are the ONNX node's outputs (they then take the
                 ONNX names); False for helper nodes of a multi-node expansion.
+            first_output: the ONNX output its first output stands for, when final.
         Returns:
             the output Values.
         """
         opdef = get_op(op)
         attrs = opdef.check_attrs(attrs or {}, self.name)
         types = opdef.infer_types([v.type for v in inputs], attrs, self.name)
-        names = self._output_names(op, len(types), final)
+        names = self._output_names(op, len(types), final, first_output)
         if all(v.is_constant for v in inputs):
             try:
                 arrays = opdef.run([v.data for v in inputs], attrs)
@@ -128,11 +130,19 @@ class OnnxNode:
 
     def constant(self, array, i: int = 0):
         """A constant Value standing for ONNX output i."""
-        return self.graph.constant(np.asarray(array), self._output_names("const", i + 1, True)[i])
+        return self.graph.constant(np.asarray(array), self._output_names("const", 1, True, i)[0])
 
-    def _output_names(self, op: str, count: int, final: bool) -> list:
+    def helper_constant(self, array, what: str):
+        """A constant Value for an intermediate of a multi-node expansion, named after `what`."""
+        return self.graph.constant(np.asarray(array), self._importer.fresh_name(f"{self.name}_{what}"))
+
+    def output_used(self, i: int) -> bool:
+        """Whether ONNX output i exists and is read (by a node, or as a graph output)."""
+        return i < len(self.outputs) and self.outputs[i] in self._importer.used
+
+    def _output_names(self, op: str, count: int, final: bool, first: int = 0) -> list:
         names = []
-        for i in range(count):
+        for i in range(first, first + count):
             onnx_name = self.outputs[i] if final and i < len(self.outputs) else ""
             helper_name = f"{self.outputs[0] or self.name}_{op.lower()}"
             names.append(onnx_name or self._importer.fresh_name(helper_name))

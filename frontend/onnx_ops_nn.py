@@ -3,19 +3,57 @@ pools, normalizations, Softmax and Resize/Upsample. auto_pad, output_shape, old-
 Resize's scales/sizes/axes are all resolved here into the static IR attributes."""
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
+from onnx import TensorProto
 
+from .onnx_load import numpy_dtype
 from .onnx_node import OnnxNode
 
 
 def _spatial_2d(node: OnnxNode) -> tuple:
-    """The (H, W) of a 4-D input; UnsupportedError for 1-D/3-D variants."""
+    """The (H, W) of a 4-D input; UnsupportedError for 3-D variants (1-D ones are lifted)."""
     shape = node.shape()
     if len(shape) != 4:
-        raise node.unsupported(f"only 2-D {node.op} (4-D input) is supported; input has rank {len(shape)}")
+        raise node.unsupported(f"only 1-D and 2-D {node.op} (3-D or 4-D input) is supported; "
+                               f"input has rank {len(shape)}")
     return shape[2:]
+
+
+# The entry a 1-D window attribute gets for the unit height axis.
+_UNIT_AXIS_VALUES = {"kernel_shape": 1, "strides": 1, "dilations": 1, "output_shape": 1,
+                     "pads": 0, "output_padding": 0}
+
+
+def _lift_1d(convert):
+    """Wrap a 2-D window converter so a 1-D node (input [N,C,L]) runs as 2-D on [N,C,1,L].
+
+    Every rank-3 input (x, and Conv/ConvTranspose weights [M,C,k]: constant ones fold at
+    import) gets a unit axis before its last one, each window attribute an entry for that
+    axis, and the result drops the axis again.
+    """
+    def lifted(node: OnnxNode):
+        if len(node.shape()) != 3:
+            return convert(node)
+        view = copy.copy(node)
+        view.outputs = [""] * len(node.outputs)  # the final Reshape takes the ONNX names
+        view.inputs = [v if v is None or v.type.rank != 3 else
+                       node.emit("Reshape", [v], {"shape": _insert_unit(v.type.shape, 1)}, final=False)[0]
+                       for v in node.inputs]
+        view.attrs = {k: _insert_unit(v, _UNIT_AXIS_VALUES[k], runs=2 if k == "pads" else 1)
+                      if k in _UNIT_AXIS_VALUES else v for k, v in node.attrs.items()}
+        (y,) = convert(view)
+        return node.emit("Reshape", [y], {"shape": y.type.shape[:2] + y.type.shape[3:]})
+    return lifted
+
+
+def _insert_unit(values, unit, runs: int = 1) -> list:
+    """`values` cut into `runs` equal parts (pads: begins, ends), `unit` put before the last
+    entry of each."""
+    n = max(len(values) // runs, 1)
+    return [v for i in range(0, len(values), n) for v in (*values[i:i + n - 1], unit, values[i + n - 1])]
 
 
 def _window_attrs(node: OnnxNode, kernel) -> dict:
@@ -106,9 +144,33 @@ def batch_norm(node: OnnxNode):
 
 
 def layer_norm(node: OnnxNode):
-    attrs = {"axis": node.axis(node.attr("axis", -1), len(node.shape())),
-             "epsilon": node.attr("epsilon", 1e-5)}
-    return node.emit("LayerNormalization", node.present_inputs(), attrs)
+    """Y is the IR op; the optional Mean and InvStdDev outputs, when read, are spelled out."""
+    rank = len(node.shape())
+    axis, epsilon = node.axis(node.attr("axis", -1), rank), node.attr("epsilon", 1e-5)
+    (y,) = node.emit("LayerNormalization", node.present_inputs(), {"axis": axis, "epsilon": epsilon})
+    if not (node.output_used(1) or node.output_used(2)):
+        return [y]
+    return [y, *_layer_norm_statistics(node, axis, epsilon)]
+
+
+def _layer_norm_statistics(node: OnnxNode, axis: int, epsilon: float) -> list:
+    """[Mean, InvStdDev or None] over axes axis..rank-1 (kept as size 1), computed in
+    stash_type (float32 by default) as the ONNX function body does."""
+    x, rank = node.input(0), len(node.shape())
+    stash = numpy_dtype(node.attr("stash_type", TensorProto.FLOAT), f"node {node.name} stash_type")
+    if x.type.dtype != stash:
+        (x,) = node.emit("Cast", [x], {"to": stash}, final=False)
+    reduce = {"axes": list(range(axis, rank)), "keepdims": 1}
+    (mean,) = node.emit("ReduceMean", [x], reduce, first_output=1)
+    if not node.output_used(2):
+        return [mean, None]
+    (diff,) = node.emit("Sub", [x, mean], final=False)
+    (square,) = node.emit("Mul", [diff, diff], final=False)
+    (variance,) = node.emit("ReduceMean", [square], reduce, final=False)
+    (shifted,) = node.emit("Add", [variance, node.helper_constant(np.array(epsilon, stash), "epsilon")],
+                           final=False)
+    (std,) = node.emit("Sqrt", [shifted], final=False)
+    return [mean, *node.emit("Reciprocal", [std], first_output=2)]
 
 
 def softmax(node: OnnxNode):
@@ -140,8 +202,6 @@ def resize(node: OnnxNode):
     if node.attr("antialias", 0):
         raise node.unsupported("antialias=1")
     transform = node.attr("coordinate_transformation_mode", "half_pixel")
-    if transform == "tf_crop_and_resize":
-        raise node.unsupported("coordinate_transformation_mode 'tf_crop_and_resize' (roi)")
     axes = [node.axis(a, len(shape)) for a in (node.attr("axes") or range(len(shape)))]
     scales, sizes = node.static(2, "scales"), node.static_ints(3, "sizes")
     if sizes:
@@ -156,7 +216,24 @@ def resize(node: OnnxNode):
     attrs = {"coordinate_transformation_mode": transform,
              **{k: node.attrs[k] for k in ("nearest_mode", "cubic_coeff_a", "exclude_outside",
                                            "extrapolation_value") if k in node.attrs}}
+    if transform == "tf_crop_and_resize":  # roi means nothing to the other modes
+        attrs["roi"] = _full_roi(node, len(shape), axes)
     return _resize(node, mode, scales, sizes, attrs)
+
+
+def _full_roi(node: OnnxNode, rank: int, axes) -> list:
+    """The roi input (starts then ends of `axes`) for every axis: (0, 1) where not given;
+    empty (the whole input) when the input is omitted or empty."""
+    roi = node.static(1, "roi")
+    if roi is None or roi.size == 0:
+        return []
+    roi = [float(v) for v in roi.reshape(-1)]
+    if len(roi) != 2 * len(axes):
+        raise node.model_error(f"roi has {len(roi)} values; expected 2 per resized axis ({2 * len(axes)})")
+    full = [0.0] * rank + [1.0] * rank
+    for i, axis in enumerate(axes):
+        full[axis], full[rank + axis] = roi[i], roi[len(axes) + i]
+    return full
 
 
 def _resize(node: OnnxNode, mode: str, scales, sizes, attrs: dict):
@@ -201,7 +278,8 @@ def _legacy_resize_attrs(node: OnnxNode, scales) -> dict:
 
 
 NN_CONVERTERS = {
-    "Conv": conv, "ConvTranspose": conv_transpose, "MaxPool": max_pool, "AveragePool": average_pool,
+    "Conv": _lift_1d(conv), "ConvTranspose": _lift_1d(conv_transpose), "MaxPool": _lift_1d(max_pool),
+    "AveragePool": _lift_1d(average_pool),
     "BatchNormalization": batch_norm, "LayerNormalization": layer_norm,
     "Softmax": softmax, "LogSoftmax": softmax, "Resize": resize, "Upsample": resize,
 }

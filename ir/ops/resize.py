@@ -1,8 +1,9 @@
 """Resize: ONNX nearest / linear / cubic interpolation, every coordinate transformation mode.
 
 Interpolation is separable, so the reference resizes one axis at a time, vectorized over
-output positions (the logic of onnx.reference's Resize, without antialiasing and with the
-region of interest fixed to the whole input).
+output positions (the logic of onnx.reference's Resize, without antialiasing). The
+per-axis taps (`axis_taps`) depend only on shapes and attributes; the CPU kernel
+(codegen/resize.py) uses the same ones as constant tables.
 """
 from __future__ import annotations
 
@@ -20,14 +21,18 @@ _COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel",
                      "asymmetric", "tf_crop_and_resize")
 
 
-def _source_coordinates(mode: str, out_len: int, in_len: int, scale: float) -> np.ndarray:
-    """Input coordinate of every output position along one axis."""
+def _source_coordinates(mode: str, out_len: int, in_len: int, scale: float, roi) -> np.ndarray:
+    """Input coordinate of every output position along one axis; `roi` is the axis's
+    normalized (start, end) crop, used by tf_crop_and_resize only."""
     y = np.arange(out_len, dtype=np.float64)
     scaled_len = scale * in_len  # ONNX uses the unrounded output length here
-    if mode in ("align_corners", "tf_crop_and_resize"):
-        if scaled_len == 1:
-            return np.full(out_len, 0.0 if mode == "align_corners" else (in_len - 1) / 2)
-        return y * (in_len - 1) / (scaled_len - 1)
+    if mode == "tf_crop_and_resize":
+        start, end = roi
+        span = (np.full(out_len, (end - start) * (in_len - 1) / 2) if scaled_len == 1 else
+                y * (end - start) * (in_len - 1) / (scaled_len - 1))  # onnx.reference's order
+        return span + start * (in_len - 1)
+    if mode == "align_corners":
+        return np.zeros(out_len) if scaled_len == 1 else y * (in_len - 1) / (scaled_len - 1)
     if mode == "asymmetric":
         return y / scale
     if mode == "pytorch_half_pixel" and scaled_len == 1:
@@ -64,36 +69,68 @@ def _cubic_coeffs(ratio, cubic_coeff_a, **_):
 _COEFFS = {"nearest": _nearest_coeffs, "linear": _linear_coeffs, "cubic": _cubic_coeffs}
 
 
-def _resize_axis(data, axis, out_len, scale, *, mode, coordinate_transformation_mode,
-                 exclude_outside, extrapolation_value, **coeff_attrs):
-    """Resize float64 `data` along one axis."""
-    in_len = data.shape[axis]
-    x = _source_coordinates(coordinate_transformation_mode, out_len, in_len, scale)
+def axis_roi(attrs, axis: int, rank: int) -> tuple:
+    """The (start, end) crop of one axis; the whole axis when `roi` is empty."""
+    roi = attrs["roi"]
+    return (roi[axis], roi[rank + axis]) if roi else (0.0, 1.0)
+
+
+def resized_axes(attrs, in_shape, out_shape) -> list:
+    """The axes that are resampled (the reference skips exact identities, as onnx.reference)."""
+    rank = len(in_shape)
+    return [a for a, (i, o) in enumerate(zip(in_shape, out_shape))
+            if i != o or not math.isclose(attrs["scales"][a], 1.0)
+            or not all(math.isclose(r, w) for r, w in zip(axis_roi(attrs, a, rank), (0.0, 1.0)))]
+
+
+def axis_taps(attrs, axis: int, rank: int, in_len: int, out_len: int) -> tuple:
+    """How one axis is resampled: every output position is a weighted sum of `taps` inputs.
+
+    Args:
+        attrs: the Resize attributes.
+        axis, rank: the axis and the input rank.
+        in_len, out_len: its input and output length.
+    Returns:
+        (positions [out_len, taps] int64, clamped into the input; weights [out_len, taps]
+        float64; outside [out_len] bool where tf_crop_and_resize extrapolates, else None).
+    """
+    mode = attrs["coordinate_transformation_mode"]
+    x = _source_coordinates(mode, out_len, in_len, attrs["scales"][axis], axis_roi(attrs, axis, rank))
     x_floor = np.floor(x)
     # ratio in (0, 1]: an exact integer coordinate counts as the right end of the left interval
     ratio = np.where(x == x_floor, 1.0, x - x_floor)
-    coeffs = _COEFFS[mode](ratio, **coeff_attrs)
-    taps = coeffs.shape[1]
+    weights = _COEFFS[attrs["mode"]](ratio, **attrs)
+    taps = weights.shape[1]
     # the `taps` (always even) nearest indices to x, ties to the smaller index as onnx.reference
     first = x_floor - taps // 2 + (x != x_floor)
-    neighbours = first.astype(np.int64)[:, None] + np.arange(taps)
-    if exclude_outside:
-        coeffs = np.where((neighbours < 0) | (neighbours >= in_len), 0.0, coeffs)
-        total = coeffs.sum(axis=1, keepdims=True)
-        coeffs = coeffs / np.where(total == 0, 1.0, total)
+    positions = first.astype(np.int64)[:, None] + np.arange(taps)
+    if attrs["exclude_outside"]:
+        weights = np.where((positions < 0) | (positions >= in_len), 0.0, weights)
+        total = weights.sum(axis=1, keepdims=True)
+        weights = weights / np.where(total == 0, 1.0, total)
+    outside = (x < 0) | (x > in_len - 1) if mode == "tf_crop_and_resize" else None
     # out-of-range neighbours repeat the edge pixel
-    gathered = np.take(data, np.clip(neighbours, 0, in_len - 1), axis=axis)
-    weights = coeffs.reshape((1,) * axis + coeffs.shape + (1,) * (data.ndim - axis - 1))
+    return np.clip(positions, 0, in_len - 1), weights, outside
+
+
+def _resize_axis(data, axis, out_len, attrs):
+    """Resize float64 `data` along one axis."""
+    positions, weights, outside = axis_taps(attrs, axis, data.ndim, data.shape[axis], out_len)
+    gathered = np.take(data, positions, axis=axis)
+    weights = weights.reshape((1,) * axis + weights.shape + (1,) * (data.ndim - axis - 1))
     out = (gathered * weights).sum(axis=axis + 1)
-    if coordinate_transformation_mode == "tf_crop_and_resize":
-        outside = ((x < 0) | (x > in_len - 1)).reshape((-1,) + (1,) * (data.ndim - axis - 1))
-        out = np.where(outside, extrapolation_value, out)
+    if outside is not None:
+        out = np.where(outside.reshape((-1,) + (1,) * (data.ndim - axis - 1)),
+                       attrs["extrapolation_value"], out)
     return out
 
 
-def _resize_infer(x, *, mode, coordinate_transformation_mode, nearest_mode, scales, sizes, **_):
+def _resize_infer(x, *, mode, coordinate_transformation_mode, nearest_mode, scales, sizes, roi, **_):
     require_len(scales, x.rank, "scales")
     require_len(sizes, x.rank, "sizes")
+    if roi and (len(roi) != 2 * x.rank or coordinate_transformation_mode != "tf_crop_and_resize"):
+        raise ShapeError(f"roi {list(roi)} must be empty, or have 2*rank = {2 * x.rank} entries "
+                         f"with coordinate_transformation_mode 'tf_crop_and_resize'")
     for value, allowed, what in ((mode, _COEFFS, "mode"),
                                  (coordinate_transformation_mode, _COORDINATE_MODES,
                                   "coordinate_transformation_mode"),
@@ -110,14 +147,13 @@ def _resize_infer(x, *, mode, coordinate_transformation_mode, nearest_mode, scal
                  "coordinate_transformation_mode": ("str", "half_pixel"),
                  "nearest_mode": ("str", "round_prefer_floor"), "cubic_coeff_a": ("float", -0.75),
                  "exclude_outside": ("int", 0), "extrapolation_value": ("float", 0.0),
-                 "scales": ("floats", REQUIRED), "sizes": ("ints", REQUIRED)})
-def resize(x, *, scales, sizes, **attrs):
-    """Interpolate x to shape `sizes`; source coordinates use `scales` as ONNX does."""
+                 "scales": ("floats", REQUIRED), "sizes": ("ints", REQUIRED), "roi": ("floats", ())})
+def resize(x, **attrs):
+    """Interpolate x to shape `sizes`; source coordinates use `scales` (and, for
+    tf_crop_and_resize, `roi`) as ONNX does."""
     out = x.astype(np.float64)
-    for axis, (scale, size) in enumerate(zip(scales, sizes)):
-        if math.isclose(scale, 1.0) and size == out.shape[axis]:
-            continue  # identity along this axis (onnx.reference skips it too)
-        out = _resize_axis(out, axis, size, scale, **attrs)
+    for axis in resized_axes(attrs, x.shape, attrs["sizes"]):
+        out = _resize_axis(out, axis, attrs["sizes"][axis], attrs)
     if np.issubdtype(x.dtype, np.integer):
         info = np.iinfo(x.dtype)
         out = np.clip(np.round(out), info.min, info.max)

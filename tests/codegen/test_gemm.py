@@ -56,10 +56,19 @@ def test_gemm_matches_reference(m, n, k, attrs, c_shape, const_b, dtype, expect)
     ((2, 1, 4, 3), (1, 3, 3, 2), False, "float64", GENERIC),
     ((4, 3), (3,), True, "int32", GENERIC),
     ((8,), (8,), True, "float32", GEMV),  # 0-d result
+    ((4,), (2, 4, 1), False, "float32", GENERIC),  # 1-D x 3-D with a unit output row (ONNX test_matmul_1d_3d)
+    ((4,), (2, 4, 3), True, "float32", GENERIC),
+    ((3, 5), (2, 5, 1), False, "float64", GENERIC),
 ])
 def test_matmul_matches_reference(a_shape, b_shape, const_b, dtype, expect):
     arrays = [_array(a_shape, dtype), _array(b_shape, dtype)]
     assert expect in _run("MatMul", {}, arrays, [False, const_b])
+
+
+def test_gemm_empty_k_with_runtime_c():
+    """K = 0 but C is a run-time input: not a constant output, the generic rule adds C."""
+    a, b, c = _array((3, 0), "float32"), _array((0, 4), "float32"), _array((3, 4), "float32")
+    assert GENERIC in _run("Gemm", {"beta": 0.5}, [a, b, c], [False, False, False])
 
 
 def test_gemm_scalar_c():

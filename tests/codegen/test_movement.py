@@ -1,6 +1,4 @@
 """Data-movement kernels (codegen/movement.py) against the registry's numpy references."""
-import itertools
-
 import numpy as np
 import pytest
 
@@ -88,56 +86,3 @@ def test_pad(mode, dtype):
     x = rand((3, 4, 5, 6), dtype)
     for pads in PADS:
         check_against_reference("Pad", {"pads": pads, "mode": mode, "value": 2.5}, [x])
-
-
-COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
-                    "asymmetric", "tf_crop_and_resize")
-
-
-def resize(x, scales, sizes=None, **attrs):
-    sizes = sizes or tuple(int(np.floor(s * d)) for s, d in zip(scales, x.shape))
-    return check_against_reference("Resize", dict(attrs, scales=scales, sizes=sizes), [x], rtol=1e-5)
-
-
-@pytest.mark.parametrize("mode,ctm", list(itertools.product(["nearest", "linear", "cubic"], COORDINATE_MODES)))
-def test_resize_modes(mode, ctm):
-    x = rand((1, 2, 5, 7), "float32")
-    for scales in [(1.0, 1.0, 1.7, 0.6), (1.0, 1.0, 2.0, 3.0), (1.0, 1.0, 0.2, 1.0)]:
-        resize(x, scales, mode=mode, coordinate_transformation_mode=ctm)
-
-
-@pytest.mark.parametrize("nearest_mode", ["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"])
-@pytest.mark.parametrize("ctm", ["half_pixel", "align_corners", "asymmetric"])
-def test_resize_nearest_modes(nearest_mode, ctm):
-    x = rand((2, 3, 6, 5), "float32")
-    for scales in [(1.0, 1.0, 1.5, 2.5), (1.0, 1.0, 0.5, 0.7)]:
-        resize(x, scales, mode="nearest", nearest_mode=nearest_mode, coordinate_transformation_mode=ctm,
-               exclude_outside=1)
-
-
-@pytest.mark.parametrize("mode", ["linear", "cubic"])
-def test_resize_exclude_outside_and_coefficient(mode):
-    x = rand((1, 2, 6, 9), "float32")
-    resize(x, (1.0, 1.0, 1.5, 0.7), mode=mode, exclude_outside=1, cubic_coeff_a=-0.5)
-
-
-@pytest.mark.parametrize("mode", ["nearest", "linear"])
-def test_resize_extrapolation(mode):
-    """sizes larger than scale * input: tf_crop_and_resize maps the tail outside the input."""
-    x = rand((1, 1, 5, 7), "float32")
-    resize(x, (1.0, 1.0, 2.0, 2.0), sizes=(1, 1, 12, 15), mode=mode,
-           coordinate_transformation_mode="tf_crop_and_resize", extrapolation_value=-7.0)
-
-
-def test_resize_any_rank_and_axes():
-    resize(rand((3, 4, 5), "float32"), (1.0, 1.5, 0.6), mode="cubic")  # rank 3, 2 axes
-    resize(rand((2, 3, 2, 4, 3), "float32"), (1.0, 1.0, 2.0, 1.0, 1.4), mode="linear")
-    resize(rand((2, 6), "float32"), (2.5, 1.0), mode="linear", coordinate_transformation_mode="align_corners")
-    resize(rand((9,), "float32"), (0.5,), mode="cubic")
-
-
-@pytest.mark.parametrize("dtype", ["float16", "float64", "uint8", "int64"])
-@pytest.mark.parametrize("mode", ["nearest", "linear", "cubic"])
-def test_resize_dtypes(dtype, mode):
-    x = (RNG.random((1, 2, 4, 6)) * 250).astype(dtype)
-    resize(x, (1.0, 1.0, 1.5, 1.5), mode=mode)

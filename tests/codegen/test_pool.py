@@ -42,6 +42,21 @@ def test_pools_big_enough_to_run_in_parallel():
     check_against_reference("AveragePool", dict(WINDOWS[1], count_include_pad=1), [x])
 
 
+# an output row of one element leaves the schedule no ow loop (and one tap no tap loops)
+UNIT_ROWS = [
+    ((1, 1, 2, 2), dict(kernel_shape=(1, 1), strides=(2, 2), ceil_mode=1)),  # ONNX ..._reduce_by_one
+    ((2, 3, 4, 2), dict(kernel_shape=(2, 2), strides=(2, 2))),
+    ((1, 2, 5, 3), dict(kernel_shape=(3, 3), pads=(1, 0, 1, 0))),
+]
+
+
+@pytest.mark.parametrize("shape, window", UNIT_ROWS)
+def test_pools_with_one_column_output(shape, window):
+    x = randn(shape, "float32")
+    check_against_reference("MaxPool", window, [x])
+    check_against_reference("AveragePool", window, [x])
+
+
 @pytest.mark.parametrize("shape", [(2, 3, 11, 9), (2, 5, 7), (1, 2, 3, 4, 5), (1, 256, 7, 7)])
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_global_pools(shape, dtype):

@@ -43,6 +43,28 @@ def test_max_min_propagate_nan_and_inf(op):
     check_against_reference(op, {"axes": (0,), "keepdims": 1}, [x])
 
 
+@pytest.mark.parametrize("op", ("ReduceMax", "ReduceMin"))
+def test_bool_max_is_any_min_is_all(op):
+    x = RNG.random((3, 5, 17)) < 0.2
+    x[1] = True  # a slice where all() holds
+    for axes in ((0,), (2,), (1, 2), (0, 1, 2)):
+        check_against_reference(op, {"axes": axes, "keepdims": 1}, [x])
+
+
+@pytest.mark.filterwarnings("ignore:Mean of empty slice", "ignore:invalid value")  # the reference's NaN
+@pytest.mark.parametrize("op, dtype", [(op, d) for op in OPS for d in ("float32", "int32")
+                                       if not (op == "ReduceMean" and d == "int32")] +
+                         [("ReduceMax", "bool"), ("ReduceMin", "bool")])
+def test_empty_inputs(op, dtype):
+    """Reducing a zero-size axis gives the identity (NaN for Mean); a zero-size kept axis
+    gives a zero-size output. Both take the shared zero-size rule."""
+    x = np.zeros((2, 0, 4), dtype)
+    for axes, keepdims in (((1,), 1), ((1,), 0), ((0, 1, 2), 0), ((2,), 1)):
+        kernel = compile_kernel(op, {"axes": axes, "keepdims": keepdims}, [x]).kernel
+        assert kernel.schedule.startswith("zero-size")
+        check_against_reference(op, {"axes": axes, "keepdims": keepdims}, [x])
+
+
 def test_rank0_input():
     check_against_reference("ReduceSum", {"axes": (), "keepdims": 1}, [np.array(2.5, "float32")])
 

@@ -9,7 +9,7 @@ from onnx import helper, numpy_helper
 from nnforge.errors import ModelError, UnsupportedError
 from nnforge.frontend import import_model
 from nnforge.ir import interpret
-from tests.frontend.onnx_models import C, model, one_node, tensor_info
+from tests.frontend.onnx_models import C, check_import, model, one_node, tensor_info
 
 X = np.ones((1, 2, 4, 4), np.float32)
 
@@ -52,12 +52,20 @@ def test_bytes_and_path_import_like_the_proto(tmp_path):
         np.testing.assert_array_equal(interpret(import_model(source), feeds)[0], np.maximum(X - 0.5, 0))
 
 
-@pytest.mark.parametrize("opset, ir_version", [(6, 10), (13, 2)])
+@pytest.mark.parametrize("opset, ir_version", [(5, 10), (13, 2)])
 def test_unsupported_versions(opset, ir_version):
+    """Relu changed at opset 6, so an opset-5 Relu is refused, naming the op."""
     proto, _ = one_node("Relu", [X], opset=opset)
     proto.ir_version = ir_version
-    with pytest.raises(ModelError, match="opset 6|IR version 2"):
+    with pytest.raises(ModelError, match="opset 5 is not supported for op Relu|IR version 2"):
         import_model(proto)
+
+
+@pytest.mark.parametrize("op, opset, x", [("Not", 1, X > 0.5), ("Relu", 6, X - 0.5)])
+def test_opset_below_7_imports_when_its_ops_did_not_change(op, opset, x):
+    proto, feeds = one_node(op, [x], opset=opset)
+    proto.ir_version = 3
+    check_import(proto, feeds, use="ref")
 
 
 def test_opset_above_21_imports_with_a_warning():
@@ -96,7 +104,7 @@ def test_unsupported_input_dtype():
 @pytest.mark.parametrize("op, inputs, attrs, n_outputs, reason", [
     ("Resize", [X, None, C(np.array([1, 1, 2, 2], np.float32))], {"mode": "area"}, 1, "mode 'area'"),
     ("MaxPool", [X], {"kernel_shape": [2, 2]}, 2, "output 1"),
-    ("Conv", [X[0], C(np.ones((2, 2, 3), np.float32))], {}, 1, "only 2-D"),
+    ("Conv", [X[None], C(np.ones((2, 2, 1, 3, 3), np.float32))], {}, 1, "only 1-D and 2-D"),
     ("BatchNormalization", [X, *[C(np.ones(2, np.float32))] * 4], {"training_mode": 1}, 1, "training_mode"),
     ("Reshape", [X, np.array([2, 16], np.int64)], {}, 1, "input 1 \\(shape, %in1\\)"),
 ])

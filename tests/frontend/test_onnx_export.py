@@ -68,6 +68,8 @@ def test_network_round_trip_matches_onnxruntime():
 
 @pytest.mark.parametrize("op, inputs, attrs, opset", [
     ("Resize", [X, None, None, C(_ints(1, 3, 5, 11))], {"mode": "nearest"}, 13),
+    ("Resize", [X, C(np.array([0.1, 0.5, 0.9, 0.75], np.float32)), None, C(_ints(7, 3))],
+     {"axes": [3, 2], "mode": "linear", "coordinate_transformation_mode": "tf_crop_and_resize"}, 18),
     ("Clip", [X.astype(np.int32), None, C(np.int32(1))], {}, 13),
     ("Slice", [X, C(_ints(5)), C(_ints(-100)), C(_ints(3)), C(_ints(-2))], {}, 13),
     ("ReduceMax", [X], {"axes": [1], "keepdims": 0}, 13),

@@ -17,6 +17,7 @@ BOOL = rng.standard_normal((3, 4)) > 0
 BOOL2 = rng.standard_normal((3, 4)) > 0
 NAN = np.array([1.0, np.nan, -2.0], np.float32)
 IMG = rng.standard_normal((1, 2, 4, 5)).astype(np.float32)
+SIGNAL = rng.standard_normal((2, 3, 11)).astype(np.float32)  # 1-D window ops: [N, C, L]
 
 
 def ints(*v):
@@ -65,6 +66,14 @@ CASES = [
      {"strides": [2, 2], "output_shape": [9, 10]}, 11),
     ("ConvTranspose-SAME_UPPER", "ConvTranspose", [IMG, C(rng.random((2, 3, 3, 3), np.float32))],
      {"strides": [2, 2], "auto_pad": "SAME_UPPER"}, 11, "ref"),
+    ("Conv-1d", "Conv", [SIGNAL, C(W[:, :, 0]), C(B4)], {"pads": [2, 1], "strides": [2], "dilations": [2]}, 11),
+    ("Conv-1d-runtime-weight", "Conv", [SIGNAL, W[:2, :, 0]], {"auto_pad": "SAME_LOWER", "strides": [3]}, 11),
+    ("ConvTranspose-1d", "ConvTranspose", [SIGNAL, C(rng.random((3, 2, 3), np.float32))],
+     {"strides": [2], "pads": [1, 0], "output_padding": [1]}, 11),
+    ("MaxPool-1d", "MaxPool", [SIGNAL], {"kernel_shape": [3], "strides": [2], "pads": [1, 2],
+                                         "ceil_mode": 1}, 12),
+    ("AveragePool-1d", "AveragePool", [SIGNAL], {"kernel_shape": [4], "auto_pad": "SAME_UPPER",
+                                                 "strides": [3]}, 11),
     ("Gemm-7", "Gemm", [M.T.copy(), C(M.T.copy()), C(V3)], {"transA": 1, "alpha": 0.5, "beta": 2.0}, 7),
     ("Gemm-13-no-c", "Gemm", [M.T.copy(), C(M.T.copy())], {"transB": 1}, 13),
     ("MatMul-batched", "MatMul", [X, C(rng.random((6, 2), np.float32))], {}, 13),
@@ -133,6 +142,13 @@ CASES = [
      {"axes": [2, 3], "keep_aspect_ratio_policy": "not_larger"}, 18, "ref"),
     ("Resize-19-nearest-ceil", "Resize", [IMG, None, C(np.array([1, 1, 1.7, 2.5], np.float32))],
      {"nearest_mode": "ceil", "coordinate_transformation_mode": "half_pixel_symmetric"}, 19, "ref"),
+    ("Resize-19-crop-and-resize-axes", "Resize",
+     [IMG, C(np.array([0.8, 0.125, 0.2, 0.75], np.float32)), None, ints(3, 6)],
+     {"axes": [3, 2], "mode": "linear", "coordinate_transformation_mode": "tf_crop_and_resize",
+      "extrapolation_value": 2.0}, 19, "ref"),
+    ("Resize-13-crop-and-resize", "Resize",
+     [IMG, C(np.array([0, 0, 0.25, -0.5, 1, 1, 1, 0.5], np.float32)), C(np.array([1, 1, 1.5, 1.2], np.float32))],
+     {"mode": "cubic", "coordinate_transformation_mode": "tf_crop_and_resize"}, 13),
     ("Upsample-7-attr", "Upsample", [IMG], {"scales": [1.0, 1.0, 2.0, 3.0]}, 7),
     ("Upsample-9-input", "Upsample", [IMG, C(np.array([1, 1, 2, 2], np.float32))], {"mode": "linear"}, 9),
 ]
@@ -167,3 +183,31 @@ def test_static_inputs_become_normalized_attributes():
     proto, feeds = one_node("Slice", [X, ints(-1, 4), ints(-1000, 0), ints(2, -1), ints(-2, -3)], {}, 13)
     (node,) = check_import(proto, feeds).nodes
     assert node.attrs == {"starts": (4, 4), "ends": (-1, 0), "axes": (2, 3), "steps": (-2, -3)}
+
+
+def test_1d_window_ops_run_as_2d_between_reshapes():
+    proto, feeds = one_node("Conv", [SIGNAL, C(W[:, :, 0])], {"pads": [1, 1]}, 11)
+    graph = check_import(proto, feeds)
+    assert [n.op for n in graph.nodes] == ["Reshape", "Conv", "Reshape"]
+    conv = graph.nodes[1]
+    assert conv.inputs[1].is_constant and conv.inputs[1].type.shape == (4, 3, 1, 3)
+    assert conv.attrs["pads"] == (0, 1, 0, 1) and conv.attrs["strides"] == (1, 1)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "float64"])
+def test_layer_norm_mean_and_inv_std_dev_outputs(dtype):
+    """Mean and InvStdDev are computed in stash_type (float32) whatever x's dtype, as ORT."""
+    x = (X * 3 + 1).astype(dtype)
+    proto, feeds = one_node("LayerNormalization", [x, C(np.ones((5, 6), dtype))],
+                            {"axis": -2, "epsilon": 0.1}, 17, n_outputs=3)
+    graph = check_import(proto, feeds, rtol=1e-3, atol=1e-3)
+    assert [v.type.dtype for v in graph.outputs] == [dtype, "float32", "float32"]
+    assert graph.outputs[1].type.shape == (2, 3, 1, 1)
+
+
+def test_layer_norm_unread_statistics_add_no_nodes():
+    proto, feeds = one_node("LayerNormalization", [X, C(np.ones(6, np.float32))], {}, 17, n_outputs=3)
+    proto.graph.output.pop()  # InvStdDev unread: Mean only
+    assert [n.op for n in check_import(proto, feeds).nodes] == ["LayerNormalization", "ReduceMean"]
+    proto.graph.output.pop()
+    assert [n.op for n in check_import(proto, feeds).nodes] == ["LayerNormalization"]

@@ -48,8 +48,9 @@ def slice_case(shape, starts, ends, axes, steps, id):
 
 
 def resize_case(x, mode, ctm, *, scales=None, sizes=None, nearest_mode="round_prefer_floor",
-                exclude_outside=0, cubic_coeff_a=-0.75):
-    """Resize given ONNX-style by scales or by sizes; the IR form carries both."""
+                exclude_outside=0, cubic_coeff_a=-0.75, roi=None):
+    """Resize given ONNX-style by scales or by sizes; the IR form carries both (and `roi`,
+    tf_crop_and_resize's starts then ends for every axis: by default the whole input)."""
     if sizes is None:
         sizes = [int(math.floor(d * s)) for d, s in zip(x.shape, scales)]
         scales = [float(np.float32(s)) for s in scales]  # ONNX reads scales as float32
@@ -57,13 +58,14 @@ def resize_case(x, mode, ctm, *, scales=None, sizes=None, nearest_mode="round_pr
     else:
         scales = [s / d for s, d in zip(sizes, x.shape)]  # onnx.reference's float64 ratio
         onnx_tail = [None, i64(*sizes)]
-    # the IR has no roi: tf_crop_and_resize crops the whole input
-    roi = np.array([0.0] * x.ndim + [1.0] * x.ndim, np.float32) if ctm == "tf_crop_and_resize" else None
+    onnx_roi = np.array(roi or [0.0] * x.ndim + [1.0] * x.ndim, np.float32) \
+        if ctm == "tf_crop_and_resize" else None
     common = dict(mode=mode, coordinate_transformation_mode=ctm, nearest_mode=nearest_mode,
                   exclude_outside=exclude_outside, cubic_coeff_a=cubic_coeff_a)
-    return case("Resize", [x], dict(common, scales=scales, sizes=sizes),
-                onnx_attrs=dict(common, _inputs=[roi, *onnx_tail]), tol=1e-4,
-                id=f"Resize-{mode}-{ctm}-{nearest_mode}-{'sizes' if len(onnx_tail) > 1 else 'scales'}")
+    return case("Resize", [x], dict(common, scales=scales, sizes=sizes, roi=roi or []),
+                onnx_attrs=dict(common, _inputs=[onnx_roi, *onnx_tail]), tol=1e-4,
+                id=f"Resize-{mode}-{ctm}-{nearest_mode}-{'sizes' if len(onnx_tail) > 1 else 'scales'}"
+                   f"{'-roi' if roi else ''}")
 
 
 CASES = [
@@ -172,6 +174,11 @@ CASES = [
     resize_case(f32(1, 1, 7, 9), "cubic", "half_pixel", sizes=[1, 1, 3, 4], exclude_outside=1,
                 cubic_coeff_a=-0.5),
     resize_case(f32(1, 1, 5, 5), "linear", "pytorch_half_pixel", sizes=[1, 1, 1, 3]),
+    # crops, a flipped axis, a region reaching outside the input (extrapolated), one output row
+    *[resize_case(f32(1, 2, 6, 7), mode, "tf_crop_and_resize", sizes=[1, 2, 1, 9],
+                  roi=[0.0, 0.0, 0.25, 0.875, 1.0, 1.0, 0.75, -0.25]) for mode in ("nearest", "linear", "cubic")],
+    resize_case(f32(1, 2, 6, 7), "linear", "tf_crop_and_resize", scales=[1, 1, 0.5, 2.0],
+                roi=[0.0, 0.5, 0.5, 0.125, 1.0, 1.0, 1.0, 0.625]),
 ]
 
 
@@ -238,6 +245,11 @@ def test_conv_is_fast_enough_for_imagenet_models():
     ("Expand", [("float32", (3, 2))], {"shape": [2]}, "does not expand"),
     ("Resize", [("float32", (1, 4))], {"scales": [1, 2], "sizes": [1, 8], "mode": "area"},
      "unknown mode"),
+    ("Resize", [("float32", (1, 4))], {"scales": [1, 2], "sizes": [1, 8], "roi": [0, 0, 1, 1]},
+     "roi .*'tf_crop_and_resize'"),
+    ("Resize", [("float32", (1, 4))], {"scales": [1, 2], "sizes": [1, 8], "roi": [0, 1],
+                                       "coordinate_transformation_mode": "tf_crop_and_resize"},
+     "2\\*rank = 4"),
     ("MaxPool", [("float32", (1, 1, 4, 4))], {"kernel_shape": [2, 2], "pads": [2, 0, 0, 0]},
      "smaller than"),
     ("Relu", [("float32", (2,)), ("float32", (2,))], {}, "expected 1 inputs"),
