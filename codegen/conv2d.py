@@ -262,7 +262,7 @@ def conv2d_depthwise(n: LowerNode) -> Kernel | None:
     return make_kernel(ins, [y], schedule, args, f"depthwise conv2d NCHW{lanes}c, tile {reg_n}x{lanes}")
 
 
-@rule("Conv")
+@rule("Conv", fallback=True)
 def conv2d_fallback(n: LowerNode) -> Kernel:
     """Any Conv the fast rules do not take (other dtypes)."""
     return conv2d_generic(n)

@@ -223,7 +223,7 @@ def _broadcast_index(shape, out_batch_idx):
     return tuple(0 if d == 1 else out_batch_idx[lead + i] for i, d in enumerate(shape))
 
 
-@rule("Gemm", "MatMul")
+@rule("Gemm", "MatMul", fallback=True)
 def matmul_generic(n: LowerNode) -> Kernel:
     """Any Gemm/MatMul: a direct product with a row accumulator, parallel over the other
     output dims (numpy matmul broadcasting and 1-D promotion; Gemm alpha/beta/C)."""

@@ -213,7 +213,7 @@ def transpose_rows(n: LowerNode) -> Kernel | None:
 TRANSPOSE_TILE = 16
 
 
-@rule("Transpose")
+@rule("Transpose", fallback=True)
 def transpose_tiled(n: LowerNode) -> Kernel:
     """General transpose: the output's innermost axis and the output axis that is
     contiguous in the input are tiled together, so reads and writes both stay in cache."""

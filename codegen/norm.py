@@ -74,7 +74,7 @@ def batchnorm_folded(n: LowerNode):
                        "folded per-channel scale+shift, injective")
 
 
-@rule("BatchNormalization")
+@rule("BatchNormalization", fallback=True)
 def batchnorm_runtime_params(n: LowerNode):
     """Parameters known only at run time: the per-channel scale and shift are computed in the kernel."""
     x, scale, bias, mean, var = (n.placeholder(i) for i in range(5))

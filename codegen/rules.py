@@ -32,12 +32,14 @@ class Rule:
     family: str
     efficiency: float
     fn: Callable
+    fallback: bool = False  # considered only when no other rule applies
 
 
 RULES: dict[str, list[Rule]] = {}
 
 
-def rule(*ops: str, name: str | None = None, family: str | None = None, efficiency: float = 0.5):
+def rule(*ops: str, name: str | None = None, family: str | None = None, efficiency: float = 0.5,
+         fallback: bool = False):
     """Register the decorated function as the next lowering rule for each op in `ops`.
 
     Args:
@@ -45,11 +47,12 @@ def rule(*ops: str, name: str | None = None, family: str | None = None, efficien
         name: kebab-case rule name (default: the function name).
         family: the name overrides use (`winograd=off`); default: the rule name.
         efficiency: expected fraction of peak FLOP rate, for the cost model.
+        fallback: a generic rule, built only when no other rule applies (register it last).
     """
     def deco(fn):
         rname = name or fn.__name__.replace("_", "-")
         for op in ops:
-            RULES.setdefault(op, []).append(Rule(op, rname, family or rname, efficiency, fn))
+            RULES.setdefault(op, []).append(Rule(op, rname, family or rname, efficiency, fn, fallback))
         return fn
     return deco
 
@@ -152,7 +155,9 @@ def select(n: LowerNode, options: ScheduleOptions | None = None) -> Choice:
     rules = [r for r in RULES.get(n.op, []) if options.overrides.get(r.family, True)]
     if not RULES.get(n.op):
         raise CompileError(f"node {n.name}: no CPU lowering for op {n.op}")
-    built = [(r, k) for r in rules for k in [_run_rule(r, n)] if k is not None]
+    built = [(r, k) for r in rules if not r.fallback for k in [_run_rule(r, n)] if k is not None]
+    if not built:  # the generic rules, only now: building them for every node would waste compile time
+        built = [(r, k) for r in rules if r.fallback for k in [_run_rule(r, n)] if k is not None]
     if not built:
         raise CompileError(f"node {n.name} ({n.op}): no lowering rule applies "
                            f"(inputs {[str(i.type) for i in n.inputs]}, attrs {n.attrs}"
