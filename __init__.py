@@ -26,7 +26,7 @@ __all__ = ["compile", "load", "CompiledModel", "NnforgeError", "ModelError", "Un
 
 
 def compile(model, target: str = "cpu", input_shapes: dict | None = None, passes=None,
-            schedule=None, progress=None) -> CompiledModel:
+            schedule=None, progress=None, cache: bool = True) -> CompiledModel:
     """Compile an ONNX model for a target.
 
     Args:
@@ -37,9 +37,11 @@ def compile(model, target: str = "cpu", input_shapes: dict | None = None, passes
         schedule: schedule overrides, e.g. "winograd=off,strassen=on", or a
             codegen.rules.ScheduleOptions (also: measure candidates on this machine).
         progress: optional callable receiving status strings during long compiles.
+        cache: reuse (and fill) the compile cache in $NNFORGE_CACHE_DIR (default
+            ~/.cache/nnforge), keyed by the model bytes and every option above.
     Returns:
         a CompiledModel (`run`, `export`).
     """
     from .driver import compile_model
 
-    return compile_model(model, target, input_shapes, passes, schedule, progress)
+    return compile_model(model, target, input_shapes, passes, schedule, progress, cache)

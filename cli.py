@@ -30,7 +30,8 @@ def cmd_compile(args):
     from .codegen.rules import ScheduleOptions
 
     cm = nnforge.compile(args.model, target=args.target, input_shapes=_shapes(args.shape),
-                         schedule=ScheduleOptions.parse(args.schedule, args.measure), progress=_progress)
+                         schedule=ScheduleOptions.parse(args.schedule, args.measure), progress=_progress,
+                         cache=not args.no_cache)
     cm.export(args.output)
     print(f"compiled {args.model} for {args.target} in {time.time() - t0:.1f}s -> {args.output}")
 
@@ -118,6 +119,7 @@ def main(argv=None) -> int:
     c.add_argument("--target", default="cpu")
     c.add_argument("--shape", action="append", help="fix an input shape: NAME=1,3,224,224")
     _schedule_args(c)
+    c.add_argument("--no-cache", action="store_true", help="do not use the compile cache")
     c.set_defaults(fn=cmd_compile)
     r = sub.add_parser("run", help="run a compiled artifact on .npy inputs")
     r.add_argument("artifact")

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import CompileError
 from ..ir.types import TensorType
 from .kernel import CpuTarget, KernelInput, LowerNode
-from .rules import ScheduleOptions, select
+from .rules import ScheduleOptions, check_overrides, select
 
 
 @dataclass
@@ -61,6 +61,8 @@ def lower(graph, target: CpuTarget, progress=None, options: ScheduleOptions | No
     import tvm
     from tvm import relax
 
+    if options is not None:
+        check_overrides(options)
     param_arrays: list[np.ndarray] = []
     param_index: dict[int, int] = {}  # id(array) -> param slot, so shared constants pass once
 

@@ -1,6 +1,6 @@
 """Measuring candidate kernels on this machine, with results cached on disk.
 
-The cache (`measurements.json` in `cache_dir()`) maps (op, attributes, input and output
+The cache (`measurements.json` in nnforge.cache.cache_dir()) maps (op, attributes, input and output
 types, constant-ness, target, rule) to seconds, so a schedule is timed once per machine.
 """
 from __future__ import annotations
@@ -11,14 +11,8 @@ import os
 
 import numpy as np
 
+from ..cache import cache_dir
 from .kernel import LowerNode
-
-
-def cache_dir() -> str:
-    """$NNFORGE_CACHE_DIR, else ~/.cache/nnforge (created on demand)."""
-    path = os.environ.get("NNFORGE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "nnforge")
-    os.makedirs(path, exist_ok=True)
-    return path
 
 
 def measurement_key(n: LowerNode, rule_name: str) -> str:

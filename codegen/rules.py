@@ -119,6 +119,15 @@ def make_kernel(inputs, outputs, schedule, args, description: str) -> Kernel:
     return Kernel(sch.mod["main"].without_attr("global_symbol"), list(args), description)
 
 
+def check_overrides(options: ScheduleOptions):
+    """NnforgeError naming any override family no rule belongs to (a typo would silently do nothing)."""
+    _load_rules()
+    known = {r.family for rs in RULES.values() for r in rs}
+    unknown = sorted(set(options.overrides) - known)
+    if unknown:
+        raise NnforgeError(f"unknown schedule family {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+
+
 def estimate_seconds(n: LowerNode, r: Rule, kernel: Kernel) -> float:
     """Analytical time of `kernel`: roofline of its FLOPs (kernel.extra["flops"] when the
     schedule changes them, e.g. Winograd) at the rule's efficiency, and its bytes."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 
 import numpy as np
 
@@ -43,7 +44,8 @@ class CompiledModel:
     `nnforge.load` (from an artifact directory).
     """
 
-    def __init__(self, module, params, inputs, outputs, target: dict, executable=None, report=None):
+    def __init__(self, module, params, inputs, outputs, target: dict, executable=None, report=None,
+                 library: str | None = None):
         import tvm.runtime
         from tvm.runtime.vm import VirtualMachine
 
@@ -56,7 +58,8 @@ class CompiledModel:
         self.outputs = [(n, tuple(s), d) for n, s, d in outputs]
         self.target = target
         self.executable = executable
-        self.report = report or []
+        self.library = library  # the .so this model was loaded from, if any
+        self.report = report or []  # per node: {"node", "op", "kernel", "schedule", "rule", ...}
 
     def run(self, feeds: dict) -> list:
         """Run the model.
@@ -95,12 +98,14 @@ class CompiledModel:
         return list(f(*args, *self._params).results)
 
     def export(self, path: str) -> str:
-        """Write the artifact directory `path` (created if needed); returns the path."""
-        if self.executable is None:
-            raise ArtifactError("this model was loaded from an artifact; copy that directory instead")
+        """Write the artifact directory `path` (created if needed); returns the path.
+        A model loaded from an artifact (or the compile cache) is exported by copying its library."""
         os.makedirs(path, exist_ok=True)
         lib, params = os.path.join(path, LIB_FILE), os.path.join(path, PARAMS_FILE)
-        self.executable.export_library(lib)
+        if self.executable is not None:
+            self.executable.export_library(lib)
+        elif os.path.abspath(self.library) != os.path.abspath(lib):
+            shutil.copyfile(self.library, lib)
         np.savez(params, **{f"p{i}": p for i, p in enumerate(self._params_np)})
         manifest = {
             "format": FORMAT,
@@ -109,6 +114,7 @@ class CompiledModel:
             "inputs": [{"name": n, "shape": list(s), "dtype": d} for n, s, d in self.inputs],
             "outputs": [{"name": n, "shape": list(s), "dtype": d} for n, s, d in self.outputs],
             "num_params": len(self._params_np),
+            "kernels": self.report,
             "files": {LIB_FILE: _sha256(lib), PARAMS_FILE: _sha256(params)},
         }
         with open(os.path.join(path, MANIFEST_FILE), "w") as f:
@@ -145,7 +151,8 @@ def load(path: str) -> CompiledModel:
                                 f"(modified or corrupted)")
     with np.load(os.path.join(path, PARAMS_FILE), allow_pickle=False) as z:
         params = [z[f"p{i}"] for i in range(manifest["num_params"])]
-    module = tvm.runtime.load_module(os.path.join(path, LIB_FILE))
+    lib = os.path.join(path, LIB_FILE)
     spec = lambda xs: [(x["name"], x["shape"], x["dtype"]) for x in xs]  # noqa: E731
-    return CompiledModel(module, params, spec(manifest["inputs"]), spec(manifest["outputs"]),
-                         manifest["target"])
+    return CompiledModel(tvm.runtime.load_module(lib), params, spec(manifest["inputs"]),
+                         spec(manifest["outputs"]), manifest["target"], report=manifest.get("kernels"),
+                         library=lib)

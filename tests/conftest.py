@@ -6,6 +6,12 @@ import pytest
 os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count()))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Tests never read or fill the user's compile cache."""
+    os.environ["NNFORGE_CACHE_DIR"] = str(tmp_path_factory.mktemp("nnforge-cache"))
+
+
 def pytest_configure(config):
     try:
         import onnxruntime as ort

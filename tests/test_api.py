@@ -98,6 +98,32 @@ def test_load_refuses_tampered_or_foreign_artifacts(compiled, tmp_path):
         nnforge.load(str(tmp_path))
 
 
+def test_unknown_schedule_family_is_clear(small_resnet):
+    with pytest.raises(nnforge.NnforgeError, match="unknown schedule family winogard"):
+        nnforge.compile(small_resnet, schedule="winogard=off", cache=False)
+
+
 def test_unknown_target_is_clear(small_resnet):
     with pytest.raises(nnforge.UnsupportedError, match="unknown target 'tpu'"):
         nnforge.compile(small_resnet, target="tpu")
+
+
+def test_compile_cache_reuses_artifact(small_resnet, feed, tmp_path, monkeypatch):
+    monkeypatch.setenv("NNFORGE_CACHE_DIR", str(tmp_path / "cache"))
+    msgs = []
+    first = nnforge.compile(small_resnet, progress=msgs.append)
+    assert not any("compile cache" in m for m in msgs)
+    second = nnforge.compile(small_resnet, progress=msgs.append)
+    assert any("loaded from the compile cache" in m for m in msgs)
+    np.testing.assert_array_equal(second.run(feed)[0], first.run(feed)[0])
+    assert [k["rule"] for k in second.report] == [k["rule"] for k in first.report]
+    # a cached model exports like a fresh one, and other options miss the cache
+    path = second.export(str(tmp_path / "exported"))
+    np.testing.assert_array_equal(nnforge.load(path).run(feed)[0], first.run(feed)[0])
+    msgs.clear()
+    from nnforge.codegen.rules import RULES
+
+    nnforge.compile(small_resnet, schedule=f"{RULES['Conv'][0].family}=on", progress=msgs.append)
+    assert not any("compile cache" in m for m in msgs)
+    nnforge.compile(small_resnet, cache=False, progress=msgs.append)
+    assert not any("compile cache" in m for m in msgs)
