@@ -12,4 +12,11 @@ for _pattern in (r"test_relu_cpu$", r"test_conv_with_strides_padding_cpu$", r"te
                  r"test_maxpool_2d_pads_cpu$", r"test_softmax_axis_1_cpu$", r"test_slice_neg_steps_cpu$",
                  r"test_reshape_negative_dim_cpu$", r"test_resize_upsample_scales_linear_cpu$"):
     _backend_test.include(_pattern)
-globals().update(_backend_test.enable_report().test_cases)
+# ONNX's runner marks every case not included as skipped; keep only the included ones so the
+# report is not thousands of skips.
+_cases = _backend_test.test_cases  # (a property that builds new classes on every access)
+for _case in _cases.values():
+    for _name in [n for n in dir(_case) if n.startswith("test_")]:
+        if getattr(getattr(_case, _name), "__unittest_skip__", False):
+            delattr(_case, _name)
+globals().update(_cases)
