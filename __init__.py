@@ -21,7 +21,7 @@ from .errors import (ArtifactError, CompileError, InputError, ModelError, Nnforg
                      ShapeError, UnsupportedError)
 from .runtime import CompiledModel, load  # noqa: E402
 
-__all__ = ["compile", "load", "CompiledModel", "NnforgeError", "ModelError", "UnsupportedError",
+__all__ = ["compile", "optimize", "load", "CompiledModel", "NnforgeError", "ModelError", "UnsupportedError",
            "ShapeError", "InputError", "CompileError", "ArtifactError", "__version__"]
 
 
@@ -45,3 +45,19 @@ def compile(model, target: str = "cpu", input_shapes: dict | None = None, passes
     from .driver import compile_model
 
     return compile_model(model, target, input_shapes, passes, schedule, progress, cache)
+
+
+def optimize(model, rules=None, disable=()):
+    """Rewrite an ONNX model with verified TASO-style rules; ONNX in, ONNX out.
+
+    Args:
+        model: an onnx.ModelProto, a path to a .onnx file, or its bytes.
+        rules: rule names to use (default: all; `nnforge rules list`).
+        disable: rule names to leave out.
+    Returns:
+        an onnx.ModelProto (opset 17) computing the same outputs, validated against the
+        input with the reference interpreter.
+    """
+    from .passes.rewrite import optimize_model
+
+    return optimize_model(model, rules, disable)[0]

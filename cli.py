@@ -1,4 +1,4 @@
-"""The `nnforge` command line: compile, run, inspect, bench."""
+"""The `nnforge` command line: compile, run, inspect, bench, optimize, rules."""
 from __future__ import annotations
 
 import argparse
@@ -101,6 +101,30 @@ def cmd_bench(args):
           f"max rel err {r['max_rel_err']:.2e}")
 
 
+def cmd_optimize(args):
+    import onnx
+
+    from .passes.rewrite import optimize_model
+
+    split = lambda text: [n for n in (text or "").split(",") if n]  # noqa: E731
+    model, report = optimize_model(onnx.load(args.model), split(args.rules) or None, split(args.disable))
+    onnx.save(model, args.output)
+    print(f"{args.model} -> {args.output}: {report}")
+
+
+def cmd_rules(args):
+    from .passes.rewrite import RULES, verdict_of
+
+    for rule in RULES:
+        if args.action == "list":
+            print(f"{rule.name:30s} {rule.lhs}  =>  {rule.rhs}")
+        else:
+            v = verdict_of(rule)
+            status = "proved+tested" if v.ok else f"REFUSED: {v.message} {v.counterexample or ''}"
+            print(f"{rule.name:30s} {status:14s} z3 {v.proof_s * 1e3:7.1f} ms  numeric "
+                  f"{v.numeric_s * 1e3:6.1f} ms  examples {v.examples}")
+
+
 def _schedule_args(p):
     p.add_argument("--schedule", help="rule family overrides, e.g. winograd=off,strassen=on")
     p.add_argument("--measure", action="store_true",
@@ -138,6 +162,15 @@ def main(argv=None) -> int:
     b.add_argument("--shape", action="append")
     b.add_argument("--rounds", type=int, default=10)
     b.set_defaults(fn=cmd_bench)
+    o = sub.add_parser("optimize", help="rewrite an ONNX model with verified rules (ONNX out)")
+    o.add_argument("model")
+    o.add_argument("-o", "--output", required=True)
+    o.add_argument("--rules", help="only these rules, comma-separated")
+    o.add_argument("--disable", help="leave out these rules, comma-separated")
+    o.set_defaults(fn=cmd_optimize)
+    rl = sub.add_parser("rules", help="list the rewrite rules, or verify them (z3 + numeric)")
+    rl.add_argument("action", choices=["list", "verify"])
+    rl.set_defaults(fn=cmd_rules)
     args = p.parse_args(argv)
     try:
         args.fn(args)

@@ -107,4 +107,4 @@ class PassManager:
 
 
 def _load_passes():
-    from . import cleanup  # noqa: F401  (registers its passes)
+    from . import cleanup, rewrite  # noqa: F401  (register their passes)

@@ -1,0 +1,352 @@
+"""The rewrite rule table: every rule the engine knows, in one list (`RULES`).
+
+Each row is `rule(name, lhs, rhs, when=..., let=..., ex=[...], nex=[...])  # comment`.
+`ex` are the examples the verifier proves (z3) and tests (interpreter) the rule on;
+`nex` are instantiations the precondition must reject. See engine.Rule.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .engine import Rule, Sym
+from .symbolic import rsqrt
+
+F32 = np.float32
+
+
+def rule(name, lhs, rhs, when=None, let=None, ex=(), nex=(), doc=""):
+    return Rule(name, lhs, rhs, when, let, tuple(ex), tuple(nex), doc)
+
+
+# -- precondition helpers --------------------------------------------------------
+def const(*names):
+    """All named tensor variables are constants."""
+    return lambda m: all(m[n].is_constant for n in names)
+
+
+def filled(name, value):
+    """`name` is a constant whose every element equals `value`."""
+    return lambda m: m[name].is_constant and bool(np.all(m[name].data == value))
+
+
+def keeps_type(name):
+    """Replacing the match by `name` keeps the type (broadcasting did not grow it)."""
+    return lambda m: m.targets[0].type == m[name].type
+
+
+def both(*conds):
+    return lambda m: all(c(m) for c in conds)
+
+
+def per_channel(name, channels_at=1):
+    """`name` is a constant that broadcasts along one channel axis of a rank-4 output
+    (shape [C,1,1], [1,C,1,1], [1], or scalar)."""
+    def ok(m):
+        s = m[name].type.shape
+        return m[name].is_constant and len(s) <= 4 and all(
+            d == 1 for i, d in enumerate((1,) * (4 - len(s)) + s) if i != channels_at)
+    return ok
+
+
+def channel_vector(m, name, channels):
+    """The per-channel constant `name` as a length-`channels` vector (works on z3 arrays)."""
+    d = m[name].data
+    return np.broadcast_to(d.reshape(-1), (channels,)) if d.size == 1 else d.reshape(-1)
+
+
+def like(array, value):
+    """`array` cast to `value`'s dtype (left alone when it holds z3 terms)."""
+    a = np.asarray(array)
+    return a if a.dtype == object else np.ascontiguousarray(a, dtype=value.type.dtype)
+
+
+def rank(name, r):
+    return lambda m: m[name].type.rank == r
+
+
+def group1(m):
+    return m["a"]["group"] == 1
+
+
+# -- let helpers (new constants and attributes) ----------------------------------
+def _bn_scale(m):
+    return m["g"].data * rsqrt(m["v"].data + m["e"])
+
+
+def _fold_bn(m):
+    s = _bn_scale(m)
+    bias = m["cb"].data if "cb" in m else 0.0
+    return {"w2": like(m["w"].data * s.reshape(-1, 1, 1, 1), m["w"]),
+            "b2": like((bias - m["mu"].data) * s + m["b"].data, m["g"])}
+
+
+def _conv_bias_add(m):
+    c = channel_vector(m, "c", m["w"].type.shape[0])
+    base = m["cb"].data if "cb" in m else 0.0
+    return {"b2": like(base + c, m["w"])}
+
+
+def _conv_mul(m):
+    c = channel_vector(m, "c", m["w"].type.shape[0])
+    out = {"w2": like(m["w"].data * c.reshape(-1, 1, 1, 1), m["w"])}
+    if "cb" in m:
+        out["b2"] = like(m["cb"].data * c, m["w"])
+    return out
+
+
+def _concat_consts(*names, axis=0):
+    return lambda m: {"wc": like(np.concatenate([m[n].data for n in names], axis=axis), m[names[0]])}
+
+
+def _merge_convs(m):
+    out = _concat_consts("w1", "w2")(m)
+    out["s"] = (m["w1"].type.shape[0], m["w2"].type.shape[0])
+    if "b1" in m:
+        out["bc"] = like(np.concatenate([m["b1"].data, m["b2"].data]), m["b1"])
+    return out
+
+
+def _merge_matmuls(m):
+    out = _concat_consts("w1", "w2", axis=1)(m)
+    out.update(k=m.targets[0].type.rank - 1, s=(m["w1"].type.shape[1], m["w2"].type.shape[1]))
+    return out
+
+
+def _gemm_merge_ok(m):
+    return (m["a"]["transB"] == 0 and const("w1", "w2", "b1", "b2")(m)
+            and m["b1"].type.rank == m["b2"].type.rank == 1)
+
+
+def _merge_into_split(m):
+    out = _concat_consts("w1", "w2", axis=1)(m)
+    out["s2"] = tuple(m["s"]) + (m["w2"].type.shape[1],)
+    return out
+
+
+def _fold(m):
+    from .symbolic import run_op
+    from ...ir import get_op
+
+    arrays = [x.data for x in m["xs"]]
+    if any(np.asarray(a).dtype == object for a in arrays):
+        return {"y": run_op(m["op"], arrays, m["a"])[0]}
+    return {"y": get_op(m["op"]).run(arrays, m["a"])[0].astype(m.targets[0].type.dtype)}
+
+
+def _split_source(m):
+    return {"x": m["xs"][0].producer.inputs[0]}
+
+
+def _is_split_parts(m):
+    node = m["xs"][0].producer
+    return (node is not None and node.op == "Split" and node.attrs["axis"] == m["k"]
+            and len(m["xs"]) == len(node.outputs) and all(a is b for a, b in zip(m["xs"], node.outputs)))
+
+
+def _conv_pad(m):
+    p, r = m["p"], len(m["p"]) // 2
+    a = dict(m["a"])
+    a["pads"] = (a["pads"][0] + p[2], a["pads"][1] + p[3], a["pads"][2] + p[r + 2], a["pads"][3] + p[r + 3])
+    return {"a2": a}
+
+
+def _pads_hw_only(m):
+    p = m["p"]
+    return (m["mode"] == "constant" and m["val"] == 0.0 and min(p) >= 0
+            and p[0] == p[1] == p[4] == p[5] == 0)
+
+
+IDENTITY = [
+    rule("mul-one", "Mul(x, c)", "x", both(filled("c", 1), keeps_type("x")),
+         ex=[dict(x=(2, 3), c=np.ones((3,), F32))], nex=[dict(x=(2, 3), c=np.full((3,), 2, F32)),
+                                                         dict(x=(3,), c=np.ones((2, 3), F32))]),  # x*1 -> x
+    rule("mul-one-left", "Mul(c, x)", "x", both(filled("c", 1), keeps_type("x")),
+         ex=[dict(x=(2, 3), c=np.ones((), F32))]),  # 1*x -> x
+    rule("add-zero", "Add(x, c)", "x", both(filled("c", 0), keeps_type("x")),
+         ex=[dict(x=(2, 3), c=np.zeros((1, 3), F32))], nex=[dict(x=(2, 3), c=np.ones((3,), F32))]),  # x+0
+    rule("add-zero-left", "Add(c, x)", "x", both(filled("c", 0), keeps_type("x")),
+         ex=[dict(x=(2, 3), c=np.zeros((), F32))]),  # 0+x -> x
+    rule("sub-zero", "Sub(x, c)", "x", both(filled("c", 0), keeps_type("x")),
+         ex=[dict(x=(2, 3), c=np.zeros((3,), F32))]),  # x-0 -> x
+    rule("div-one", "Div(x, c)", "x", both(filled("c", 1), keeps_type("x")),
+         ex=[dict(x=(2, 3), c=np.ones((), F32))]),  # x/1 -> x
+    rule("reshape-noop", "Reshape(x){shape=s}", "x", lambda m: tuple(m["s"]) == m["x"].type.shape,
+         ex=[dict(x=(2, 3), s=(2, 3))], nex=[dict(x=(2, 3), s=(3, 2))]),  # reshape to own shape
+    rule("transpose-identity", "Transpose(x){perm=p}", "x", lambda m: tuple(m["p"]) == tuple(range(len(m["p"]))),
+         ex=[dict(x=(2, 3), p=(0, 1))], nex=[dict(x=(2, 3), p=(1, 0))]),  # identity perm
+    rule("pad-zero", "Pad(x){pads=p}", "x", lambda m: not any(m["p"]),
+         ex=[dict(x=(2, 3), p=(0, 0, 0, 0))], nex=[dict(x=(2, 3), p=(0, 1, 0, 0))]),  # no padding
+    rule("slice-full", "Slice(x){*a}", "x",
+         lambda m: m.targets[0].type == m["x"].type and all(s == 1 for s in m["a"]["steps"]),
+         ex=[dict(x=(2, 3), a=dict(starts=(0,), ends=(3,), axes=(1,), steps=(1,)))],
+         nex=[dict(x=(2, 3), a=dict(starts=(0,), ends=(2,), axes=(1,), steps=(1,)))]),  # covers all
+    rule("expand-noop", "Expand(x){shape=s}", "x", lambda m: tuple(m["s"]) == m["x"].type.shape,
+         ex=[dict(x=(2, 3), s=(2, 3))], nex=[dict(x=(1, 3), s=(2, 3))]),  # expand to own shape
+    rule("tile-ones", "Tile(x){repeats=r}", "x", lambda m: all(r == 1 for r in m["r"]),
+         ex=[dict(x=(2, 3), r=(1, 1))], nex=[dict(x=(2, 3), r=(1, 2))]),  # tile by 1
+    rule("concat-single", "Concat(x){axis=k}", "x", ex=[dict(x=(2, 3), k=1)]),  # concat of one
+    rule("split-single", "Split(x){axis=k, split=s}", "x", lambda m: len(m["s"]) == 1,
+         ex=[dict(x=(2, 3), k=0, s=(2,))]),  # split into one part
+]
+
+ELEMENTWISE = [
+    rule("relu-relu", "Relu(Relu(x))", "Relu(x)", ex=[dict(x=(2, 3))]),  # relu is idempotent
+    rule("abs-abs", "Abs(Abs(x))", "Abs(x)", ex=[dict(x=(2, 3))]),  # abs is idempotent
+    rule("relu-abs", "Relu(Abs(x))", "Abs(x)", ex=[dict(x=(2, 3))]),  # abs >= 0
+    rule("neg-neg", "Neg(Neg(x))", "x", ex=[dict(x=(2, 3))]),  # --x -> x
+    rule("mul-const-const", "Mul(Mul(x, c1), c2)", "Mul(x, c)", const("c1", "c2"),
+         lambda m: {"c": like(m["c1"].data * m["c2"].data, m["c1"])},
+         ex=[dict(x=(2, 3), c1=Sym(3), c2=Sym(2, 1))]),  # (x*c1)*c2 -> x*(c1*c2)
+    rule("add-const-const", "Add(Add(x, c1), c2)", "Add(x, c)", const("c1", "c2"),
+         lambda m: {"c": like(m["c1"].data + m["c2"].data, m["c1"])},
+         ex=[dict(x=(2, 3), c1=Sym(3), c2=Sym())]),  # (x+c1)+c2 -> x+(c1+c2)
+    rule("relu-maxpool", "MaxPool(Relu(x)){*a}", "Relu(MaxPool(x){*a})",
+         ex=[dict(x=(1, 1, 4, 4), a=dict(kernel_shape=(2, 2), strides=(2, 2))),
+             dict(x=(1, 1, 3, 3), a=dict(kernel_shape=(3, 3), pads=(1, 1, 1, 1)))]),  # relu is monotone
+]
+
+_UNARY = ("Relu", "Sigmoid", "Tanh", "Neg", "Abs", "Exp")
+MOVEMENT = [
+    rule("transpose-transpose", "Transpose(Transpose(x){perm=p}){perm=q}", "Transpose(x){perm=r}",
+         let=lambda m: {"r": tuple(m["p"][i] for i in m["q"])},
+         ex=[dict(x=(2, 3, 4), p=(1, 2, 0), q=(2, 0, 1)), dict(x=(2, 3, 4), p=(1, 0, 2), q=(0, 2, 1))]),
+    rule("reshape-reshape", "Reshape(Reshape(x){shape=t}){shape=s}", "Reshape(x){shape=s}",
+         ex=[dict(x=(2, 6), t=(12,), s=(4, 3))]),  # only the last reshape counts
+    *[rule(f"{op.lower()}-transpose", f"{op}(Transpose(x){{perm=p}})", f"Transpose({op}(x)){{perm=p}}",
+           ex=[dict(x=(2, 3), p=(1, 0))]) for op in _UNARY],  # elementwise commutes with transpose
+    *[rule(f"{op.lower()}-of-transposes", f"{op}(Transpose(x){{perm=p}}, Transpose(y){{perm=p}})",
+           f"Transpose({op}(x, y)){{perm=p}}", lambda m: m["x"].type == m["y"].type,
+           ex=[dict(x=(2, 3), y=(2, 3), p=(1, 0))], nex=[dict(x=(2, 1), y=(2, 3), p=(1, 0))])
+      for op in ("Add", "Mul", "Sub")],  # op(xT, yT) -> op(x, y)T
+    rule("relu-reshape", "Relu(Reshape(x){shape=s})", "Reshape(Relu(x)){shape=s}",
+         ex=[dict(x=(2, 6), s=(3, 4))]),  # elementwise commutes with reshape
+    rule("split-of-concat", "Split(Concat(*xs){axis=k}){axis=k, split=s}", "*xs",
+         lambda m: tuple(m["s"]) == tuple(x.type.shape[m["k"]] for x in m["xs"]),
+         ex=[dict(xs=[(2, 3), (2, 1)], k=1, s=(3, 1))],
+         nex=[dict(xs=[(2, 3), (2, 1)], k=1, s=(2, 2))]),  # split at the concat's seams
+    rule("concat-of-split", "Concat(*xs){axis=k}", "x", _is_split_parts, _split_source,
+         ex=["""graph t(%x: float32[2,5]) {
+  %a, %b = Split(%x) {axis=1, split=[2,3]}
+  %y = Concat(%a, %b) {axis=1}
+  return %y
+}"""], nex=["""graph t(%x: float32[2,5]) {
+  %a, %b = Split(%x) {axis=1, split=[2,3]}
+  %y = Concat(%b, %a) {axis=1}
+  return %y
+}"""]),  # concat of all split parts in order -> the input
+    rule("concat-concat", "Concat(Concat(*xs){axis=k}, *ys){axis=k}", "Concat(*xs, *ys){axis=k}",
+         ex=[dict(xs=[(2, 1), (2, 2)], ys=[(2, 3)], k=1)]),  # flatten nested concats
+    rule("relu-concat", "Concat(Relu(x), Relu(y)){axis=k}", "Relu(Concat(x, y){axis=k})",
+         ex=[dict(x=(2, 3), y=(2, 1), k=1)]),  # one relu over the concat
+]
+
+_BN = "BatchNormalization({conv}, g, b, mu, v){{epsilon=e}}"
+_BN_EX = dict(x=(1, 2, 3, 3), w=Sym(2, 2, 2, 2), g=Sym(2), b=Sym(2), mu=Sym(2), v=Sym(2, positive=True),
+              e=1e-5, a=dict(pads=(1, 0, 1, 0)))
+LINEAR = [
+    rule("fold-conv-batchnorm", _BN.format(conv="Conv(x, w){*a}"), "Conv(x, w2, b2){*a}",
+         const("w", "g", "b", "mu", "v"), _fold_bn, ex=[_BN_EX],
+         nex=[dict(_BN_EX, w=(2, 2, 2, 2))]),  # conv + bn -> conv with scaled weights and a bias
+    rule("fold-conv-bias-batchnorm", _BN.format(conv="Conv(x, w, cb){*a}"), "Conv(x, w2, b2){*a}",
+         const("w", "cb", "g", "b", "mu", "v"), _fold_bn, ex=[dict(_BN_EX, cb=Sym(2))]),
+    rule("fold-conv-add", "Add(Conv(x, w){*a}, c)", "Conv(x, w, b2){*a}",
+         both(const("w"), per_channel("c")), _conv_bias_add,
+         ex=[dict(x=(1, 2, 3, 3), w=Sym(3, 2, 1, 1), c=Sym(3, 1, 1)), dict(x=(1, 2, 3, 3), w=Sym(3, 2, 1, 1), c=Sym())],
+         nex=[dict(x=(1, 2, 3, 3), w=Sym(3, 2, 1, 1), c=Sym(3, 3))]),  # conv + per-channel c -> conv bias
+    rule("fold-conv-bias-add", "Add(Conv(x, w, cb){*a}, c)", "Conv(x, w, b2){*a}",
+         both(const("w", "cb"), per_channel("c")), _conv_bias_add,
+         ex=[dict(x=(1, 2, 3, 3), w=Sym(3, 2, 1, 1), cb=Sym(3), c=Sym(1, 3, 1, 1))]),
+    rule("fold-conv-mul", "Mul(Conv(x, w){*a}, c)", "Conv(x, w2){*a}", both(const("w"), per_channel("c")),
+         _conv_mul, ex=[dict(x=(1, 2, 3, 3), w=Sym(3, 2, 2, 2), c=Sym(3, 1, 1))],
+         nex=[dict(x=(1, 2, 3, 3), w=(3, 2, 2, 2), c=Sym(3, 1, 1))]),  # conv * per-channel c
+    rule("fold-conv-bias-mul", "Mul(Conv(x, w, cb){*a}, c)", "Conv(x, w2, b2){*a}",
+         both(const("w", "cb"), per_channel("c")), _conv_mul,
+         ex=[dict(x=(1, 2, 3, 3), w=Sym(3, 2, 1, 1), cb=Sym(3), c=Sym())]),
+    rule("fold-matmul-mul", "Mul(MatMul(x, w), c)", "MatMul(x, w2)",
+         lambda m: m["w"].is_constant and m["c"].is_constant and m["w"].type.rank == 2
+         and m["c"].type.numel in (1, m["w"].type.shape[1]) and m["c"].type.rank <= m.targets[0].type.rank
+         and all(d == 1 for d in m["c"].type.shape[:-1]),
+         lambda m: {"w2": like(m["w"].data * m["c"].data.reshape(1, -1), m["w"])},
+         ex=[dict(x=(2, 3), w=Sym(3, 4), c=Sym(4)), dict(x=(2, 2, 3), w=Sym(3, 4), c=Sym(1, 1))],
+         nex=[dict(x=(2, 3), w=Sym(3, 4), c=Sym(2, 1))]),  # (x@w)*c -> x@(w*c)
+    rule("matmul-add-to-gemm", "Add(MatMul(x, w), c)", "Gemm(x, w, c)",
+         lambda m: m["x"].type.rank == 2 and m["w"].type.rank == 2 and m["c"].is_constant
+         and m["c"].type.rank <= 2 and m.targets[0].type.shape == m["x"].type.shape[:1] + m["w"].type.shape[1:],
+         ex=[dict(x=(2, 3), w=Sym(3, 4), c=Sym(4))], nex=[dict(x=(2, 3), w=Sym(3, 4), c=(4,))]),  # bias add
+    rule("transpose-matmul-to-gemm", "MatMul(Transpose(x){perm=[1,0]}, w)", "Gemm(x, w){transA=1}",
+         lambda m: m["w"].type.rank == 2, ex=[dict(x=(3, 2), w=(3, 4))]),  # xT @ w -> Gemm(transA)
+    rule("merge-parallel-convs", "Conv(x, w1){*a}, Conv(x, w2){*a}",
+         "Split(Conv(x, wc){*a}){axis=1, split=s}", both(const("w1", "w2"), group1), _merge_convs,
+         ex=[dict(x=(1, 2, 3, 3), w1=Sym(2, 2, 1, 1), w2=Sym(1, 2, 1, 1), a={})],
+         nex=[dict(x=(1, 2, 3, 3), w1=Sym(2, 1, 1, 1), w2=Sym(2, 1, 1, 1), a=dict(group=2))]),
+    rule("merge-parallel-biased-convs", "Conv(x, w1, b1){*a}, Conv(x, w2, b2){*a}",
+         "Split(Conv(x, wc, bc){*a}){axis=1, split=s}", both(const("w1", "w2", "b1", "b2"), group1),
+         _merge_convs, ex=[dict(x=(1, 2, 3, 3), w1=Sym(2, 2, 1, 1), w2=Sym(1, 2, 1, 1), b1=Sym(2), b2=Sym(1),
+                                a=dict(pads=(1, 1, 1, 1)))]),
+    rule("concat-parallel-convs", "Concat(Conv(x, w1){*a}, Conv(x, w2){*a}){axis=1}", "Conv(x, wc){*a}",
+         both(const("w1", "w2"), group1), _concat_consts("w1", "w2"),
+         ex=[dict(x=(1, 2, 3, 3), w1=Sym(2, 2, 1, 1), w2=Sym(1, 2, 1, 1), a={})]),  # no split needed
+    rule("merge-grouped-convs", "Concat(Conv(x1, w1){*a}, Conv(x2, w2){*a}){axis=1}",
+         "Conv(Concat(x1, x2){axis=1}, wc){*a, group=g2}",
+         lambda m: m["x1"].type == m["x2"].type and m["w1"].type == m["w2"].type and const("w1", "w2")(m),
+         lambda m: dict(_concat_consts("w1", "w2")(m), g2=2 * m["a"]["group"]),
+         ex=[dict(x1=(1, 2, 3, 3), x2=(1, 2, 3, 3), w1=Sym(2, 1, 1, 1), w2=Sym(2, 1, 1, 1), a=dict(group=2))],
+         nex=[dict(x1=(1, 2, 3, 3), x2=(1, 2, 3, 3), w1=Sym(2, 2, 1, 1), w2=Sym(1, 2, 1, 1), a={})]),
+    rule("add-of-convs", "Add(Conv(x, w1){*a}, Conv(y, w2){*a})", "Conv(Concat(x, y){axis=1}, wc){*a}",
+         lambda m: group1(m) and m["x"].type == m["y"].type and m["w1"].type == m["w2"].type,
+         _concat_consts("w1", "w2", axis=1),
+         ex=[dict(x=(1, 2, 3, 3), y=(1, 2, 3, 3), w1=Sym(2, 2, 2, 2), w2=Sym(2, 2, 2, 2), a={})]),
+    rule("merge-parallel-matmuls", "MatMul(x, w1), MatMul(x, w2)", "Split(MatMul(x, wc)){axis=k, split=s}",
+         lambda m: const("w1", "w2")(m) and m["w1"].type.rank == m["w2"].type.rank == 2, _merge_matmuls,
+         ex=[dict(x=(2, 3), w1=Sym(3, 2), w2=Sym(3, 1)), dict(x=(2, 2, 3), w1=Sym(3, 2), w2=Sym(3, 2))],
+         nex=[dict(x=(2, 3), w1=(3, 2), w2=Sym(3, 1))]),  # Q/K/V: one matmul, then split
+    rule("merge-matmul-into-split", "Split(MatMul(x, w1)){axis=k, split=s}, MatMul(x, w2)",
+         "Split(MatMul(x, wc)){axis=k, split=s2}",
+         lambda m: const("w1", "w2")(m) and m["w2"].type.rank == 2 and m["k"] == m.targets[0].type.rank - 1,
+         _merge_into_split, ex=[dict(x=(2, 3), w1=Sym(3, 3), w2=Sym(3, 1), k=1, s=(1, 2))]),  # third head
+    rule("merge-parallel-gemms", "Gemm(x, w1, b1){*a}, Gemm(x, w2, b2){*a}",
+         "Split(Gemm(x, wc, bc){*a}){axis=1, split=s}", _gemm_merge_ok,
+         lambda m: dict(_merge_matmuls(m), bc=like(np.concatenate([m["b1"].data, m["b2"].data]), m["b1"])),
+         ex=[dict(x=(2, 3), w1=Sym(3, 2), w2=Sym(3, 1), b1=Sym(2), b2=Sym(1))],
+         nex=[dict(x=(2, 3), w1=Sym(2, 3), w2=Sym(1, 3), b1=Sym(2), b2=Sym(1), a=dict(transB=1))]),
+    rule("merge-gemm-into-split", "Split(Gemm(x, w1, b1){*a}){axis=1, split=s}, Gemm(x, w2, b2){*a}",
+         "Split(Gemm(x, wc, bc){*a}){axis=1, split=s2}", _gemm_merge_ok,
+         lambda m: dict(_merge_into_split(m), bc=like(np.concatenate([m["b1"].data, m["b2"].data]), m["b1"])),
+         ex=[dict(x=(2, 3), w1=Sym(3, 3), w2=Sym(3, 1), b1=Sym(3), b2=Sym(1), s=(1, 2))]),  # third head
+    rule("add-of-matmuls", "Add(MatMul(x, w1), MatMul(y, w2))", "MatMul(Concat(x, y){axis=k}, wc)",
+         lambda m: m["x"].type == m["y"].type and m["w1"].type == m["w2"].type and m["w1"].type.rank == 2,
+         lambda m: dict(_concat_consts("w1", "w2")(m), k=m["x"].type.rank - 1),
+         ex=[dict(x=(2, 3), y=(2, 3), w1=Sym(3, 2), w2=Sym(3, 2))]),  # x@a + y@b -> [x y]@[a; b]
+    rule("matmul-reassoc-right", "MatMul(MatMul(a, b), c)", "MatMul(a, MatMul(b, c))",
+         lambda m: all(m[n].type.rank == 2 for n in "abc"),
+         ex=[dict(a=(2, 3), b=(3, 4), c=(4, 2))]),  # (ab)c -> a(bc); the cost model picks
+    rule("matmul-reassoc-left", "MatMul(a, MatMul(b, c))", "MatMul(MatMul(a, b), c)",
+         lambda m: all(m[n].type.rank == 2 for n in "abc"),
+         ex=[dict(a=(2, 3), b=(3, 4), c=(4, 2))]),  # a(bc) -> (ab)c
+    rule("fold-pad-into-conv", "Conv(Pad(x){pads=p, mode=mode, value=val}, w){*a}", "Conv(x, w){*a2}",
+         _pads_hw_only, _conv_pad,
+         ex=[dict(x=(1, 1, 3, 3), w=(2, 1, 2, 2), p=(0, 0, 1, 0, 0, 0, 0, 2), mode="constant", val=0.0, a={})],
+         nex=[dict(x=(1, 1, 3, 3), w=(2, 1, 2, 2), p=(0, 0, 1, 1, 0, 0, 1, 1), mode="edge", val=0.0, a={})]),
+]
+
+FOLDING = [
+    rule("fold-constants", "?op(*xs){*a}", "y",
+         lambda m: len(m.nodes[0].outputs) == 1 and all(x.is_constant for x in m["xs"]), _fold,
+         ex=[dict(op="Add", xs=[Sym(2), Sym(2)], a={}), dict(op="Transpose", xs=[Sym(2, 3)], a=dict(perm=(1, 0)))],
+         nex=[dict(op="Add", xs=[(2,), Sym(2)], a={})]),  # weight-only subgraphs -> constants
+]
+
+#: every rule, in the order the greedy driver tries them
+RULES: list = IDENTITY + ELEMENTWISE + MOVEMENT + LINEAR + FOLDING
+
+
+def get_rules(names=None, disable=()) -> list:
+    """Rules by name (default all), minus `disable`; NnforgeError for unknown names."""
+    from ...errors import NnforgeError
+
+    by_name = {r.name: r for r in RULES}
+    unknown = [n for n in list(names or []) + list(disable) if n not in by_name]
+    if unknown:
+        raise NnforgeError(f"unknown rewrite rule(s) {unknown}; `nnforge rules list` shows them")
+    chosen = [by_name[n] for n in names] if names else list(RULES)
+    return [r for r in chosen if r.name not in set(disable)]
