@@ -1,14 +1,20 @@
 """Gemm and MatMul kernels.
 
-The fast rule (float32, 2-D right operand) sees both ops as one product
-`rows x K` times `K x N` (MatMul's batch dimensions of A fold into the rows), with B
-packed into column panels `PB[N/bn, K, bn]`: at compile time when B is constant,
-otherwise by a stage of the kernel. Each register tile is `mr` rows x `bn` columns of
-vector accumulators (cookbook recipe 1). A one-row product (the fully-connected layers
-of batch-1 CNNs) is memory bound: there the tile is one row of 4 vectors and the
-parallel loop runs over panels, so every core streams its own contiguous panels of
-weights. alpha, beta and C are applied by an epilogue stage that also drops padded
-columns. The fallback handles every dtype and batched right operands.
+The fast rule (float32) sees both ops as a batch of products `rows x K` times
+`K x N`: MatMul's batch dimensions of A fold into the rows when B is 2-D (or 1-D),
+otherwise they form the batch (attention-style MatMul, with numpy broadcasting).
+The product is BLIS-shaped (see `plan_gemm` and `schedule_product`):
+
+    B -> panels PB[b, N/bn, K, bn]      (at compile time when B is constant)
+    for (batch, N block, M block) in parallel:
+      for K block:                      # B block (kc x group*bn) stays in L2
+        for row tile, panel:            # A tile (mr x kc) stays in L1
+          mr x bn accumulators += A[r, k] * PB[panel, k, :]   (k unrolled)
+      epilogue of the block (alpha, beta*C, drop padded rows/columns)
+
+Padded rows read a clamped (repeated) row of A and padded columns multiply zero
+columns of the packed B, so the inner loops have no tail predicates. The fallback
+handles every dtype.
 """
 from __future__ import annotations
 
@@ -22,26 +28,176 @@ from .kernel import Kernel, LowerNode
 from .rules import make_kernel, rule
 from .schedule_tiles import pick_tile, round_up, schedule_row_accumulator
 
-K_UNROLL = 4
-MAX_TILE_ROWS = 6
+KC_MAX, KC_MIN = 512, 128  # K block: large enough to amortize the accumulator reload per block
+B_BLOCK_BYTES = 512 * 1024  # one K block of a group of B panels: L2 resident (Zen1 L2 = 512 KiB)
+A_BLOCK_BYTES = 128 * 1024  # the rows of one M block for one K block
 
+
+@dataclass(frozen=True)
+class GemmPlan:
+    """Blocking of a `rows x k` times `k x cols` product (see the module doc).
+
+    mr, nv: register tile of mr rows x nv SIMD vectors of `lanes` columns.
+    ku: k unroll; kc: K block (ku | kc | k).
+    group: panels per N block; row_tiles: register tiles per M block.
+    """
+
+    mr: int
+    nv: int
+    lanes: int
+    ku: int
+    kc: int
+    group: int
+    row_tiles: int
+    rows_padded: int
+    cols_padded: int
+
+    @property
+    def bn(self) -> int:
+        return self.nv * self.lanes
+
+    def describe(self) -> str:
+        return (f"tile {self.mr}x{self.bn}, K block {self.kc}, "
+                f"block {self.row_tiles * self.mr}x{self.group * self.bn}")
+
+
+def _divisor_at_most(n: int, limit: int) -> int:
+    return max(d for d in range(1, max(1, min(n, limit)) + 1) if n % d == 0)
+
+
+def plan_gemm(rows: int, cols: int, k: int, lanes: int, cores: int = 1, batch: int = 1) -> GemmPlan:
+    """Choose tiles and cache blocks for `batch` products of rows x k times k x cols.
+
+    Args:
+        rows, cols, k: the product's dimensions.
+        lanes: fp32 SIMD lanes (16: AVX-512 with 32 vector registers; 8: AVX2 with 16).
+        cores: threads that share the parallel loop.
+        batch: independent products (they are parallel too).
+    Returns:
+        the GemmPlan.
+    """
+    max_acc = 24 if lanes >= 16 else 8  # accumulator registers; the rest hold B vectors and the A broadcast
+    skinny = max_acc // 3  # rows of one skinny tile (batch-1 inference): few rows, B streamed
+    if rows <= 2 * skinny:  # one or two tiles of 1-4 vectors; a GEMV needs 4 to hide the FMA latency
+        mr = rows if rows <= skinny else -(-rows // 2)
+        nv = min(4, max_acc // mr)
+    else:
+        cap = max_acc // 2
+        mr = pick_tile(rows, cap, cap // 2)
+        nv = 4 if 4 * mr <= max_acc else 2  # 8x48 measured slower than 8x32 on AVX-512
+    nv = max(1, min(nv, -(-cols // lanes)))
+    rows_p, cols_p = round_up(rows, mr), round_up(cols, nv * lanes)
+    ku = next(u for u in (4, 2, 1) if k % u == 0)
+    kc = k
+    if k > KC_MAX and rows_p > mr:  # K blocks keep B in L2 for the next row tile; one tile needs none
+        kc = max((d for d in range(ku, KC_MAX + 1, ku) if k % d == 0), default=k)
+        kc = kc if kc >= KC_MIN else k
+    panels, tiles = cols_p // (nv * lanes), rows_p // mr
+    group = _divisor_at_most(panels, B_BLOCK_BYTES // (kc * nv * lanes * 4))
+    row_tiles = _divisor_at_most(tiles, A_BLOCK_BYTES // (kc * mr * 4))
+    while batch * (panels // group) * (tiles // row_tiles) < 2 * cores and group * row_tiles > 1:
+        if group >= row_tiles:  # split the larger block so that every core gets work
+            group = _divisor_at_most(panels, group - 1)
+        else:
+            row_tiles = _divisor_at_most(tiles, row_tiles - 1)
+    return GemmPlan(mr, nv, lanes, ku, kc, group, row_tiles, rows_p, cols_p)
+
+
+def pack_columns(b: np.ndarray, bn: int, cols_padded: int) -> np.ndarray:
+    """[..., k, cols] -> [..., cols_padded/bn, k, bn] panels, zero-padded columns."""
+    k, cols = b.shape[-2:]
+    b = np.pad(b, [(0, 0)] * (b.ndim - 1) + [(0, cols_padded - cols)])
+    b = b.reshape(b.shape[:-1] + (cols_padded // bn, bn))
+    return np.ascontiguousarray(np.moveaxis(b, -2, -3))
+
+
+def pack_stage(b_at: Callable, b_batch: int, k: int, cols: int, p: GemmPlan, dtype: str):
+    """TE stage packing a run-time B: b_at(bb, kk, j) -> panels [b_batch, N/bn, k, bn]."""
+    from tvm import te, tirx
+
+    def pack(bb, jo, kk, ji):
+        j = jo * p.bn + ji
+        return tirx.if_then_else(j < cols, b_at(bb, kk, tirx.min(j, cols - 1)), tirx.const(0, dtype))
+    return te.compute((b_batch, p.cols_padded // p.bn, k, p.bn), pack, name="b_pack")
+
+
+def product_stage(a_at: Callable, pb_at: Callable, batch: int, rows: int, k: int, p: GemmPlan):
+    """TE stage prod[batch, rows_padded, cols_padded] = A x B.
+
+    Args:
+        a_at(bt, r, kk): A's element (r < rows: padded rows are clamped here).
+        pb_at(bt, panel, kk, lane): the packed B's element.
+    """
+    from tvm import te, tirx
+
+    kk = te.reduce_axis((0, k), name="k")
+    clamp = (lambda r: r) if p.rows_padded == rows else (lambda r: tirx.min(r, rows - 1))
+    return te.compute((batch, p.rows_padded, p.cols_padded),
+                      lambda bt, r, j: te.sum(a_at(bt, clamp(r), kk) * pb_at(bt, j // p.bn, kk, j % p.bn), axis=kk),
+                      name="product")
+
+
+def schedule_product(sch, p: GemmPlan, epilogue: str | None = None, pack: str | None = None):
+    """Schedule the "product" block of `product_stage` with plan `p` (module doc).
+
+    Args:
+        sch: the tvm.s_tir.Schedule.
+        p: the plan the stage was built with.
+        epilogue: a consumer of the product computed per parallel block, if any.
+        pack: a run-time B packing block to parallelize, if any.
+    """
+    blk = sch.get_sblock("product")
+    bt, r, j, k = sch.get_loops(blk)
+    i0, i1, ri = sch.split(r, [None, p.row_tiles, p.mr])
+    j0, j1, jv, jl = sch.split(j, [None, p.group, p.nv, p.lanes])
+    kb, ko, ki = sch.split(k, [None, p.kc // p.ku, p.ku])
+    # the accumulators live in the product buffer across the k loop: LLVM keeps them in registers
+    sch.reorder(bt, j0, i0, kb, i1, j1, ko, ki, ri, jv, jl)
+    for loop in (ki, ri, jv):
+        sch.unroll(loop)
+    sch.vectorize(jl)
+    par = sch.fuse(bt, j0, i0)
+    sch.parallel(par)
+    sch.decompose_reduction(blk, kb)
+    sch.vectorize(sch.get_loops(sch.get_sblock("product_init"))[-1])
+    if epilogue is not None:
+        sch.reverse_compute_at(sch.get_sblock(epilogue), par)
+        vectorize_inner(sch, sch.get_loops(sch.get_sblock(epilogue))[-1], p.lanes)
+    if pack is not None:
+        loops = sch.get_loops(sch.get_sblock(pack))
+        sch.parallel(sch.fuse(*loops[:2]))
+        sch.vectorize(loops[-1])
+
+
+def vectorize_inner(sch, loop, lanes: int):
+    """Vectorize `loop` by `lanes` when that divides its extent."""
+    extent = sch.get(loop).extent
+    if hasattr(extent, "value") and extent.value % lanes == 0:
+        sch.vectorize(sch.split(loop, [None, lanes])[1])
+
+
+# ---------------------------------------------------------------- views of the two ops
 
 @dataclass
 class MatmulView:
-    """A Gemm or MatMul node as a 2-D product rows x k times k x cols.
+    """A Gemm or MatMul node as `batch` products rows x k times k x cols.
 
-    a_at(r, kk): element (r, kk) of the left operand as a TE expression over placeholder `a`.
-    b_matrix(data): the constant right operand as a numpy [k, cols] array.
-    b_at(b, kk, j): element (kk, j) of the right operand over placeholder `b`.
-    out_index(idx): output index -> (row, col) of the product.
+    a_at(a, bt, r, kk): element (r, kk) of product bt's left operand over placeholder `a`.
+    b_batch: B matrices; b_of(bt): which one product bt uses (broadcasting).
+    b_matrices(data): the constant B as a numpy [b_batch, k, cols] array.
+    b_at(b, bb, kk, j): element (kk, j) of B matrix bb over placeholder `b`.
+    out_index(idx): output index -> (bt, row, col) of the product.
     epilogue(value, idx): the output element from the product element (alpha, C...).
     """
 
+    batch: int
     rows: int
     k: int
     cols: int
     a_at: Callable
-    b_matrix: Callable
+    b_batch: int
+    b_of: Callable
+    b_matrices: Callable
     b_at: Callable
     out_index: Callable
     extra_inputs: list  # (placeholder, node input index) of inputs read by the epilogue
@@ -59,7 +215,6 @@ def _gemm_view(n: LowerNode) -> MatmulView:
         c = n.placeholder(2, "c")
         extra.append((c, 2))
     c_shape = n.inputs[2].type.shape if c is not None else ()
-
     dtype = n.outputs[0].dtype
 
     def epilogue(v, idx):
@@ -73,148 +228,117 @@ def _gemm_view(n: LowerNode) -> MatmulView:
         return v + (cv if beta == 1.0 else cv * tirx.const(beta, dtype))
 
     return MatmulView(
-        rows, k, cols,
-        a_at=lambda a, r, kk: a[kk, r] if ta else a[r, kk],
-        b_matrix=lambda data: data.T if tb else data,
-        b_at=lambda b, kk, j: b[j, kk] if tb else b[kk, j],
-        out_index=lambda idx: (idx[0], idx[1]),
+        1, rows, k, cols,
+        a_at=lambda a, bt, r, kk: a[kk, r] if ta else a[r, kk],
+        b_batch=1, b_of=lambda bt: 0,
+        b_matrices=lambda data: (data.T if tb else data)[None],
+        b_at=lambda b, bb, kk, j: b[j, kk] if tb else b[kk, j],
+        out_index=lambda idx: (0, idx[0], idx[1]),
         extra_inputs=extra, epilogue=epilogue)
 
 
-def _matmul_view(n: LowerNode) -> MatmulView | None:
-    """MatMul with a 1-D or 2-D right operand; None when B is batched."""
-    a_shape, b_shape = n.inputs[0].type.shape, n.inputs[1].type.shape
-    if len(b_shape) > 2:
-        return None
-    k = a_shape[-1]
-    batch = a_shape[:-1]  # A's leading dims (batch and M) fold into rows
-    rows, cols = math.prod(batch), (b_shape[1] if len(b_shape) == 2 else 1)
+def _unravel(flat, shape):
+    idx = []
+    for d in reversed(shape):
+        idx.append(flat % d)
+        flat = flat // d
+    return tuple(reversed(idx))
 
-    def a_at(a, r, kk):
-        idx, rest = [], r
-        for d in reversed(batch):
-            idx.append(rest % d)
-            rest = rest // d
-        return a[tuple(reversed(idx)) + (kk,)]
+
+def _ravel(idx, shape):
+    flat = 0
+    for d, i in zip(shape, idx):
+        flat = flat * d + i
+    return flat
+
+
+def _matmul_view(n: LowerNode) -> MatmulView:
+    """numpy matmul: A's batch dims fold into rows when B is 1-D/2-D, else they are the batch."""
+    a_shape, b_shape = n.inputs[0].type.shape, n.inputs[1].type.shape
+    k, cols = a_shape[-1], (b_shape[-1] if len(b_shape) > 1 else 1)
+    b_vec, a_vec = len(b_shape) == 1, len(a_shape) == 1
+    b_mat = (lambda b, kk, j: b[kk]) if b_vec else (lambda b, kk, j: b[kk, j])
+    if len(b_shape) <= 2:
+        lead = a_shape[:-1]  # A's leading dims (batch and M) fold into rows
+
+        def out_index(idx):
+            return 0, _ravel(idx if b_vec else idx[:-1], lead), (0 if b_vec else idx[-1])
+        return MatmulView(
+            1, math.prod(lead), k, cols,
+            a_at=lambda a, bt, r, kk: a[_unravel(r, lead) + (kk,)],
+            b_batch=1, b_of=lambda bt: 0,
+            b_matrices=lambda data: (data[:, None] if b_vec else data)[None],
+            b_at=lambda b, bb, kk, j: b_mat(b, kk, j),
+            out_index=out_index, extra_inputs=[], epilogue=lambda v, idx: v)
+    a_batch, b_bshape = a_shape[:-2], b_shape[:-2]
+    out_batch = tuple(np.broadcast_shapes(a_batch, b_bshape))
+    rows = 1 if a_vec else a_shape[-2]
+
+    def a_at(a, bt, r, kk):
+        if a_vec:
+            return a[kk]
+        return a[_broadcast_index(a_batch, _unravel(bt, out_batch)) + (r, kk)]
 
     def out_index(idx):
-        row_idx = idx if len(b_shape) == 1 else idx[:-1]
-        r = 0
-        for d, i in zip(batch, row_idx):
-            r = r * d + i
-        return r, (idx[-1] if len(b_shape) == 2 else 0)
+        nb = len(out_batch)
+        return _ravel(idx[:nb], out_batch), (0 if a_vec else idx[nb]), idx[-1]
 
     return MatmulView(
-        rows, k, cols, a_at=a_at,
-        b_matrix=lambda data: data if data.ndim == 2 else data[:, None],
-        b_at=lambda b, kk, j: b[kk, j] if len(b_shape) == 2 else b[kk],
+        math.prod(out_batch), rows, k, cols, a_at=a_at,
+        b_batch=math.prod(b_bshape),
+        b_of=lambda bt: _ravel(_broadcast_index(b_bshape, _unravel(bt, out_batch)), b_bshape),
+        b_matrices=lambda data: data.reshape((-1,) + b_shape[-2:]),
+        b_at=lambda b, bb, kk, j: b[_unravel(bb, b_bshape) + (kk, j)],
         out_index=out_index, extra_inputs=[], epilogue=lambda v, idx: v)
 
 
-@dataclass(frozen=True)
-class GemmPlan:
-    """Register tile of the packed product: mr rows x bn columns (bn a multiple of the SIMD width)."""
-
-    mr: int
-    bn: int
-    rows_padded: int
-    cols_padded: int
+def matmul_view(n: LowerNode) -> MatmulView | None:
+    """The node as a MatmulView; None when it is not a float32 product with a non-empty result."""
+    if n.outputs[0].dtype != "float32":
+        return None
+    v = _gemm_view(n) if n.op == "Gemm" else _matmul_view(n)
+    return None if 0 in (v.k, v.rows, v.cols, v.batch) else v
 
 
-def plan_gemm(rows: int, cols: int, lanes: int) -> GemmPlan:
-    """Choose the register tile for a rows x cols product on a `lanes`-wide SIMD target."""
-    if rows == 1:
-        bn = 4 * lanes  # 4 independent accumulators per panel hide the FMA latency
-        mr = 1
-    else:
-        bn = 2 * lanes if cols > lanes else lanes
-        mr = rows if rows <= MAX_TILE_ROWS else pick_tile(rows, MAX_TILE_ROWS)
-    bn = min(bn, round_up(cols, lanes))
-    return GemmPlan(mr, bn, round_up(rows, mr), round_up(cols, bn))
+def _packed_product(n: LowerNode, v: MatmulView) -> Kernel:
+    """Build and schedule the tiled product of view `v` for node `n`."""
+    from tvm import te
 
-
-def pack_columns(b: np.ndarray, bn: int, cols_padded: int) -> np.ndarray:
-    """[k, cols] -> [cols_padded/bn, k, bn] panels, zero-padded columns."""
-    k, cols = b.shape
-    b = np.pad(b, ((0, 0), (0, cols_padded - cols)))
-    return np.ascontiguousarray(b.reshape(k, cols_padded // bn, bn).transpose(1, 0, 2))
-
-
-def _packed_product(n: LowerNode, v: MatmulView):
-    """Build and schedule the packed product of view `v` for node `n`."""
-    from tvm import te, tirx
-
-    p = plan_gemm(v.rows, v.cols, n.target.vector_lanes)
+    p = plan_gemm(v.rows, v.cols, v.k, n.target.vector_lanes, n.target.num_cores, v.batch)
     a = n.placeholder(0, "a")
-    panels = p.cols_padded // p.bn
     if n.inputs[1].is_constant:
-        packed = pack_columns(v.b_matrix(n.inputs[1].data), p.bn, p.cols_padded)
-        b_ph = n.constant_placeholder(packed, "b_packed")
-        b_arg, pb = packed, b_ph
+        b_arg = pack_columns(v.b_matrices(n.inputs[1].data), p.bn, p.cols_padded)
+        b_ph = pb = n.constant_placeholder(b_arg, "b_packed")
     else:
         b_ph, b_arg = n.placeholder(1, "b"), 1
-
-        def pack(jo, kk, ji):
-            j = jo * p.bn + ji
-            return tirx.if_then_else(j < v.cols, v.b_at(b_ph, kk, j), tirx.const(0, b_ph.dtype))
-        pb = te.compute((panels, v.k, p.bn), pack, name="b_pack")
-
-    def a_value(r, kk):
-        if p.rows_padded == v.rows:
-            return v.a_at(a, r, kk)
-        return tirx.if_then_else(r < v.rows, v.a_at(a, tirx.min(r, v.rows - 1), kk), tirx.const(0, a.dtype))
-
-    kk = te.reduce_axis((0, v.k), name="k")
-    prod = te.compute((p.rows_padded, p.cols_padded),
-                      lambda r, j: te.sum(a_value(r, kk) * pb[j // p.bn, kk, j % p.bn], axis=kk), name="product")
-
-    def out_value(*idx):
-        r, j = v.out_index(idx)
-        return v.epilogue(prod[r, j], idx)
-
-    out = te.compute(n.outputs[0].shape, out_value, name="epilogue")
+        pb = pack_stage(lambda bb, kk, j: v.b_at(b_ph, bb, kk, j), v.b_batch, v.k, v.cols, p, b_ph.dtype)
+    prod = product_stage(lambda bt, r, kk: v.a_at(a, bt, r, kk),
+                         lambda bt, jo, kk, ji: pb[v.b_of(bt), jo, kk, ji], v.batch, v.rows, v.k, p)
+    out = te.compute(n.outputs[0].shape, lambda *idx: v.epilogue(prod[v.out_index(idx)], idx), name="epilogue")
     ins = [a, b_ph] + [ph for ph, _ in v.extra_inputs]
     args = [0, b_arg] + [i for _, i in v.extra_inputs]
+    # the epilogue runs per parallel block only when its index maps onto the product's affinely
+    per_block = len(n.outputs[0].shape) == 2 and v.batch == 1
 
     def schedule(sch):
-        blk = sch.get_sblock("product")
-        acc = sch.cache_write(blk, 0, "local")
-        r, j, k_ = sch.get_loops(blk)
-        ro, ri = sch.split(r, [None, p.mr])
-        jo, ji = sch.split(j, [None, p.bn])
-        ko, ki = sch.split(k_, [None, K_UNROLL]) if v.k % K_UNROLL == 0 else (k_, None)
-        order = [jo, ro, ko] + ([ki] if ki is not None else []) + [ri, ji]
-        sch.reorder(*order)
-        sch.reverse_compute_at(acc, ro)
-        if ki is not None:
-            sch.unroll(ki)
-        sch.unroll(ri)
-        sch.vectorize(ji)
-        sch.parallel(sch.fuse(jo, ro))
-        sch.decompose_reduction(blk, ko)
-        sch.vectorize(sch.get_loops(acc)[-1])
-        if not n.inputs[1].is_constant:
-            loops = sch.get_loops(sch.get_sblock("b_pack"))
-            sch.parallel(loops[0])
-            sch.vectorize(loops[-1])
-        ep_loops = sch.get_loops(sch.get_sblock("epilogue"))
-        if ep_loops:
-            sch.parallel(ep_loops[0])
+        schedule_product(sch, p, "epilogue" if per_block else None,
+                         None if n.inputs[1].is_constant else "b_pack")
+        if not per_block:
+            loops = sch.get_loops(sch.get_sblock("epilogue"))
+            if loops:
+                sch.parallel(loops[0])
 
-    desc = (f"{'gemv' if v.rows == 1 else 'gemm'} packed B panels of {p.bn}, tile {p.mr}x{p.bn}, "
+    kind = "gemv" if v.rows == 1 else "gemm"
+    desc = (f"{kind} packed{' batched' if v.batch > 1 else ''}: {p.describe()}, "
             f"{'pre-packed' if n.inputs[1].is_constant else 'packed'} B")
     return make_kernel(ins, [out], schedule, args, desc)
 
 
-@rule("Gemm", "MatMul")
+@rule("Gemm", "MatMul", efficiency=0.8)
 def matmul_packed(n: LowerNode) -> Kernel | None:
-    """float32 Gemm/MatMul with a 2-D (or 1-D) right operand: packed, register-tiled product."""
-    if n.outputs[0].dtype != "float32":
-        return None
-    v = _gemm_view(n) if n.op == "Gemm" else _matmul_view(n)
-    if v is None or v.k == 0 or v.rows == 0 or v.cols == 0:
-        return None
-    return _packed_product(n, v)
+    """float32 Gemm/MatMul: packed, register-tiled, cache-blocked product."""
+    v = matmul_view(n)
+    return None if v is None else _packed_product(n, v)
 
 
 def _broadcast_index(shape, out_batch_idx):
@@ -235,8 +359,8 @@ def matmul_generic(n: LowerNode) -> Kernel:
     dtype = n.outputs[0].dtype
     if n.op == "Gemm":
         v = _gemm_view(n)
-        k_len, a_at, b_at, extra = v.k, (lambda idx, kk: v.a_at(a, idx[0], kk)), \
-            (lambda idx, kk: v.b_at(b, kk, idx[1])), v.extra_inputs
+        k_len, a_at, b_at, extra = v.k, (lambda idx, kk: v.a_at(a, 0, idx[0], kk)), \
+            (lambda idx, kk: v.b_at(b, 0, kk, idx[1])), v.extra_inputs
         epilogue = v.epilogue
     else:
         k_len, extra = a_shape[-1], []
