@@ -1,16 +1,26 @@
-"""Fast 2-D convolution kernels for float32 NCHW: a blocked direct conv and a depthwise conv.
+"""Fast 2-D convolution kernels for float32 NCHW: a blocked direct conv, a 1x1 conv and a
+depthwise conv.
 
-Both compute in a channel-blocked layout inside one PrimFunc:
+The blocked convs compute in one PrimFunc:
 
-    x NCHW --pack+pad--> [N, G, C/g/icb, Hp, Wp, icb] --conv--> [N, G, M/g/ocb, OH, OWp, ocb]
-      --unpack (+bias)--> y NCHW
+    x NCHW --pack(+pad)--> [N, G, C/g/icb, Hp, Wp, icb] --conv--> tile [OWt, ocb] in registers
+      --(+bias)--> y NCHW
 
-The conv accumulates a register tile of `reg_n` output columns x `ocb` output channels
-(one SIMD vector per column) and reads one broadcast input value per FMA column, as in
-the cookbook's recipe 2b. Output channels are padded to a multiple of the block with
-zero weights and output columns to a multiple of the tile (extra input columns are
-zeros), so every loop is a clean multiple: no tail predicates in the inner loops.
-Weights are packed at compile time when constant, otherwise by a stage of the kernel.
+The conv accumulates a register tile of `reg_n` output columns x `oc_bn` output channels
+(`oc_bn / lanes` SIMD vectors per column) and reads one broadcast input value per
+column and input channel, as in the cookbook's recipe 2b. The tile is chosen per layer
+by a small model of the core (`tile_cycles_per_fma`): two FMA pipes with a 4-cycle
+latency, two loads a cycle, and the register file of the ISA. Output channels are padded
+to a multiple of the block with zero weights and output columns to a multiple of the
+tile (extra input columns are zeros), so every loop is a clean multiple: no tail
+predicates in the inner loops. Weights are packed at compile time when constant,
+otherwise by a stage of the kernel.
+
+The register tile is written straight to NCHW with the bias added (no blocked output in
+memory). An unpadded 1x1 conv is the same kernel with no packing at all (a tile's
+broadcasts are pixels of one NCHW row; tiles divide the width) and, when that
+moves less data, blocked GEMM-style with rows outermost. Packing drops the padding
+predicate where no pad is crossed.
 
 The generic fallback (any dtype, any layout problem) lives in conv2d_generic.py and is
 registered here last so that it is tried after the fast rules.
@@ -26,25 +36,52 @@ from .kernel import Kernel, LowerNode
 from .rules import make_kernel, rule
 from .schedule_tiles import pick_tile, round_up
 
-MAX_REG_COLUMNS = 12  # accumulator vectors per tile: fits the 16 registers of AVX2 with room for operands
+MAX_REG_COLUMNS = 12  # depthwise tile: accumulator vectors that fit AVX2's 16 registers with operands
+MAX_TILE_COLUMNS = 16  # longer unrolled tiles only grow the code
+FMA_LATENCY = 4  # cycles; 2 FMA pipes and 2 load ports per core (Zen1, Skylake-X and later)
+# fraction of CpuTarget.peak_flops reached at slowdown 1.0 (benchmarks/conv_layers.py, 2 threads,
+# AVX-512): 3x3 convs with up to ~128 input channels 0.8-1.05; C >= 256 only ~0.55 (the weight
+# block of a channel block no longer stays in L2); 1x1 convs 0.4-0.75 (little work per byte)
+EFFICIENCY_DIRECT = 0.85
+EFFICIENCY_1X1 = 0.7
+L2_BUDGET = 256 * 1024  # bytes of input rows that should stay in a core's L2 across channel blocks
+
+
+def vector_registers(lanes: int) -> int:
+    """SIMD registers of the ISA with `lanes` fp32 lanes: 32 zmm (AVX-512), else 16 (AVX2)."""
+    return 32 if lanes >= 16 else 16
+
+
+def tile_cycles_per_fma(vecs: int, cols: int) -> float:
+    """Cycles per vector FMA of a `cols` x `vecs`-vector register tile in steady state.
+
+    Each step (one input channel, one tap) loads `vecs` weight vectors and `cols` broadcast
+    inputs and issues vecs*cols FMAs on independent accumulators: bound by the 2 FMA
+    pipes, the 2 load ports, or the FMA latency when there are too few accumulators.
+    """
+    fmas = vecs * cols
+    return max(fmas / 2, (vecs + cols) / 2, FMA_LATENCY) / fmas
 
 
 @dataclass(frozen=True)
 class BlockedConvPlan:
-    """Block sizes of the blocked direct conv.
+    """Block sizes of the blocked conv.
 
     ic_bn: input channels per packed block (divides C/group).
-    oc_bn: output channels per block (SIMD vector width, or a multiple of it).
+    oc_bn: output channels per block (half a SIMD vector, or 1, 2 or 4 vectors).
     reg_n: output columns per register tile.
     mg_padded: output channels per group rounded up to a multiple of oc_bn.
-    ow_padded: output width rounded up to a multiple of reg_n.
+    cols_padded: output columns rounded up to a multiple of reg_n.
+    slowdown: executed over useful work, from padding and the tile's cycles per FMA
+        (1.0 = no padding and the FMA pipes saturated).
     """
 
     ic_bn: int
     oc_bn: int
     reg_n: int
     mg_padded: int
-    ow_padded: int
+    cols_padded: int
+    slowdown: float
 
 
 def _pick_ic_block(cg: int, limit: int = 16) -> int:
@@ -55,14 +92,44 @@ def _pick_ic_block(cg: int, limit: int = 16) -> int:
     return min(d for d in range(8, cg + 1) if cg % d == 0)
 
 
-def plan_blocked_conv(g: ConvGeometry, lanes: int) -> BlockedConvPlan:
-    """Choose block sizes for the blocked direct conv of geometry `g` with `lanes` SIMD lanes."""
-    mg = g.m // g.groups
-    # one vector of output channels; half a vector when a group has that few (less zero padding)
-    oc_bn = lanes if mg > lanes // 2 else lanes // 2
-    reg_n = pick_tile(g.ow, MAX_REG_COLUMNS)
-    return BlockedConvPlan(_pick_ic_block(g.c // g.groups), oc_bn, reg_n,
-                           round_up(mg, oc_bn), round_up(g.ow, reg_n))
+def plan_blocked_conv(g: ConvGeometry, lanes: int, exact_columns: bool = False) -> BlockedConvPlan:
+    """Choose block sizes for the blocked conv of geometry `g` with `lanes` SIMD lanes.
+
+    Among output-channel blocks of half, 1, 2 or 4 vectors and tiles of up to
+    MAX_TILE_COLUMNS columns that fit the register file (accumulators, two sets of weight
+    vectors, as LLVM loads the next step's early, and three more for broadcasts: a 14x32
+    tile that leaves no room for those spills and ran 1.5x slower than 8x32), take the one
+    with the least time per useful FMA: the tile's cycles per FMA times the padding of the
+    channels and of the columns (output width tails). Ties go to the larger tile (more
+    reuse of each loaded weight).
+
+    Args:
+        g: the conv geometry.
+        lanes: fp32 SIMD lanes.
+        exact_columns: only tiles that divide the output width (the conv then reads the
+            unpadded input directly).
+    Returns:
+        the plan.
+    """
+    mg, cols = g.m // g.groups, g.ow
+    registers = vector_registers(lanes)
+    best = None
+    for oc_bn in (lanes // 2, lanes, 2 * lanes, 4 * lanes):
+        vecs = max(1, oc_bn // lanes)
+        half = lanes / oc_bn if oc_bn < lanes else 1.0  # a half vector does half the work per FMA
+        for n in range(1, min(cols, MAX_TILE_COLUMNS) + 1):
+            if vecs * n + 2 * vecs + 3 > registers:
+                break
+            if exact_columns and cols % n:
+                continue
+            slow = (tile_cycles_per_fma(vecs, n) * 2 * half * round_up(mg, oc_bn) / mg
+                    * round_up(cols, n) / cols)
+            key = (round(slow, 6), -vecs * n, oc_bn)
+            if best is None or key < best[0]:
+                best = key, oc_bn, n, slow
+    _, oc_bn, reg_n, slow = best
+    return BlockedConvPlan(_pick_ic_block(g.c // g.groups), oc_bn, reg_n, round_up(mg, oc_bn),
+                           round_up(cols, reg_n), slow)
 
 
 def pack_weight_blocked(w: np.ndarray, groups: int, p: BlockedConvPlan) -> np.ndarray:
@@ -92,17 +159,35 @@ def _weight_operand(n: LowerNode, packed_shape, pack_numpy, pack_te):
     return ph, 1, te.compute(packed_shape, pack_te(ph), name="w_pack")
 
 
+def _blocked_weight_operand(n: LowerNode, g: ConvGeometry, p: BlockedConvPlan):
+    """`_weight_operand` for the [G, Mg_pad/ocb, Cg/icb, kH, kW, icb, ocb] layout."""
+    from tvm import tirx
+
+    cg, mg = g.c // g.groups, g.m // g.groups
+
+    def pack_te(w):
+        def value(gi, oc, ic, ry, rx, icb, ocb):
+            m = oc * p.oc_bn + ocb
+            return tirx.if_then_else(m < mg, w[gi * mg + m, ic * p.ic_bn + icb, ry, rx], tirx.const(0, w.dtype))
+        return value
+
+    shape = (g.groups, p.mg_padded // p.oc_bn, cg // p.ic_bn, g.kh, g.kw, p.ic_bn, p.oc_bn)
+    return _weight_operand(n, shape, lambda w: pack_weight_blocked(w, g.groups, p), pack_te)
+
+
 def _pad_pack_input(x, g: ConvGeometry, hp: int, wp: int, c_bn: int, cg: int):
     """x NCHW -> [N, G, ceil(Cg/c_bn), hp, wp, c_bn] with the conv's zero padding applied
-    (and zero channels past C when c_bn does not divide the channel count)."""
+    (and zero channels past C when c_bn does not divide the channel count). Only the bounds
+    that can be crossed are tested: an unpadded input packs without a predicate."""
     from tvm import te, tirx
 
     def value(b, gi, cc, y, xx, cb):
         ch = gi * cg + cc * c_bn + cb
-        inside = tirx.all(y >= g.pt, y < g.pt + g.h, xx >= g.pl, xx < g.pl + g.w)
-        if cg % c_bn:
-            inside = tirx.all(inside, ch < g.c)
-        return tirx.if_then_else(inside, x[b, ch, y - g.pt, xx - g.pl], tirx.const(0, x.dtype))
+        tests = [(g.pt > 0, y >= g.pt), (hp > g.pt + g.h, y < g.pt + g.h),
+                 (g.pl > 0, xx >= g.pl), (wp > g.pl + g.w, xx < g.pl + g.w), (cg % c_bn != 0, ch < g.c)]
+        inside = [t for needed, t in tests if needed]
+        v = x[b, ch, y - g.pt, xx - g.pl]
+        return tirx.if_then_else(tirx.all(*inside), v, tirx.const(0, x.dtype)) if inside else v
 
     return te.compute((g.n, g.groups, -(-cg // c_bn), hp, wp, c_bn), value, name="data_pack")
 
@@ -116,15 +201,16 @@ def _unpack_output(conv, g: ConvGeometry, mg: int, oc_bn: int, bias):
     from tvm import te
 
     def value(b, m, y, xx):
-        v = conv[b, m // mg, (m % mg) // oc_bn, y, xx, (m % mg) % oc_bn]
+        gi, mm = (m // mg, m % mg) if mg < g.m else (0, m)  # no `m % M`: region analysis rejects it
+        v = conv[b, gi, mm // oc_bn, y, xx, mm % oc_bn]
         return v + bias[m] if bias is not None else v
 
     return te.compute((g.n, g.m, g.oh, g.ow), value, name="unpack")
 
 
-def _schedule_unpack(sch, block, lanes: int):
+def _schedule_unpack(sch, lanes: int):
     """Parallel over (n, channel, row); the row is short, leave it to LLVM."""
-    b, m, y, xx = sch.get_loops(block)
+    b, m, y, xx = sch.get_loops(sch.get_sblock("unpack"))
     sch.parallel(sch.fuse(b, m, y))
     if sch.get(xx).extent.value % lanes == 0:
         sch.vectorize(sch.split(xx, [None, lanes])[1])
@@ -135,69 +221,135 @@ def _schedule_pack(sch, name: str):
     sch.parallel(sch.fuse(*loops[:4]))
 
 
-@rule("Conv")
-def conv2d_nchwc_direct(n: LowerNode) -> Kernel | None:
-    """float32 Conv (any stride/pad/dilation/groups except depthwise) as a blocked direct conv."""
+def rows_per_block(g: ConvGeometry, p: BlockedConvPlan) -> int:
+    """How many output rows each pass over all the output-channel blocks covers; 0 when the
+    output-channel loop should stay outermost.
+
+    Output-channel blocks outermost read the whole input once per block (each block's
+    weights stay in cache); rows outermost, in blocks whose input strip fits L2_BUDGET,
+    read the input once and all the weights once per row block (GEMM-style blocking, good
+    for 1x1 convs, whose weights are small next to their input). The order with the least
+    traffic wins.
+    """
+    cg = g.c // g.groups
+    row_bytes = cg * _padded_input_extent(p.cols_padded, g.sw, g.kw, g.dw) * 4
+    input_bytes = g.n * g.c * min(g.h, g.oh * g.kh) * g.w * 4  # rows a strided 1x1 skips are not read
+    weight_bytes = g.groups * p.mg_padded * cg * g.kh * g.kw * 4
+    fits = [r for r in range(1, g.oh + 1)
+            if g.oh % r == 0 and r * g.sh + (g.kh - 1) * g.dh <= max(1, L2_BUDGET // row_bytes)]
+    if not fits:
+        return 0
+    rows = max(fits)
+    oc_outer = weight_bytes + (p.mg_padded // p.oc_bn) * input_bytes
+    rows_outer = input_bytes + g.oh // rows * weight_bytes
+    return rows if rows_outer < oc_outer else 0
+
+
+def _schedule_direct(n: LowerNode, p: BlockedConvPlan, rows: int, unpacked: bool):
+    """Schedule of the blocked conv "conv" (loops b, gi, oc, y, x, ob; rc, ry, rx) and its
+    unpack.
+
+    The register tile (reg_n columns x oc_bn lanes) accumulates in a local buffer over the
+    reduction, input channels innermost-blocked by ic_bn and unrolled; the loops above the
+    tile are fused and parallel, in the order `rows_per_block` chose.
+    """
+    def apply(sch):
+        blk = sch.get_sblock("conv")
+        acc = sch.cache_write(blk, 0, "local")
+        b, gi, oc, y, xx, ob, rc, ry, rx = sch.get_loops(blk)
+        xo, xi = sch.split(xx, [None, p.reg_n])
+        rco, rci = sch.split(rc, [None, p.ic_bn])
+        if rows:
+            yb, y = sch.split(y, [None, rows])
+            outer = [b, gi, yb, oc, y]
+        else:
+            outer = [b, gi, oc, y]
+        sch.reorder(*outer, xo, rco, ry, rx, rci, xi, ob)
+        sch.unroll(rci)
+        sch.unroll(xi)
+        sch.vectorize(ob)
+        sch.parallel(sch.fuse(*outer))
+        sch.decompose_reduction(blk, rco)
+        # the tile goes from registers straight to NCHW (+bias): no blocked output in memory
+        # and no separate unpack pass (measured 1.6x faster on a 1x1 64->256 conv at 56x56)
+        sch.compute_inline(acc)
+        sch.reverse_compute_at(sch.get_sblock("unpack"), xo)
+        for loop in sch.get_loops(sch.get_sblock("unpack"))[-2:]:  # channels x columns of the tile
+            sch.unroll(loop)  # straight-line stores: 6-10% faster than the loops (r50 stem, 1x1 64->256)
+        if not unpacked:
+            _schedule_pack(sch, "data_pack")
+        if not n.inputs[1].is_constant:
+            _schedule_pack(sch, "w_pack")
+    return apply
+
+
+def _direct_kernel(n: LowerNode, g: ConvGeometry) -> Kernel:
+    """The blocked direct conv's Kernel (the 1x1 GEMM reads x unpacked); executed FLOPs
+    (with padding and the tile's slowdown) in extra["flops"] for the cost model."""
     from tvm import te
 
-    if n.outputs[0].dtype != "float32":
-        return None
-    g = ConvGeometry.of(n)
+    unpacked = _is_1x1_gemm(g)
+    p = plan_blocked_conv(g, n.target.vector_lanes, exact_columns=unpacked)
     cg, mg = g.c // g.groups, g.m // g.groups
-    if cg == 1 and mg == 1 and g.groups > 1:
-        return None  # depthwise: its own rule
-    lanes = n.target.vector_lanes
-    p = plan_blocked_conv(g, lanes)
     x = n.placeholder(0, "x")
-    hp = _padded_input_extent(g.oh, g.sh, g.kh, g.dh)
-    wp = _padded_input_extent(p.ow_padded, g.sw, g.kw, g.dw)
-    data = _pad_pack_input(x, g, hp, wp, p.ic_bn, cg)
-    w_shape = (g.groups, p.mg_padded // p.oc_bn, cg // p.ic_bn, g.kh, g.kw, p.ic_bn, p.oc_bn)
+    if unpacked:  # a 1x1 conv reads NCHW as it is: the broadcasts of a tile are one row's pixels
+        def data_at(b, gi, c, y, xx):
+            return x[b, gi * cg + c, y, xx]
+    else:
+        data = _pad_pack_input(x, g, _padded_input_extent(g.oh, g.sh, g.kh, g.dh),
+                               _padded_input_extent(p.cols_padded, g.sw, g.kw, g.dw), p.ic_bn, cg)
 
-    def pack_te(w):
-        from tvm import tirx
-
-        def value(gi, oc, ic, ry, rx, icb, ocb):
-            m = oc * p.oc_bn + ocb
-            return tirx.if_then_else(m < mg, w[gi * mg + m, ic * p.ic_bn + icb, ry, rx], tirx.const(0, w.dtype))
-        return value
-
-    w_ph, w_arg, wp_t = _weight_operand(n, w_shape, lambda w: pack_weight_blocked(w, g.groups, p), pack_te)
+        def data_at(b, gi, c, y, xx):
+            return data[b, gi, c // p.ic_bn, y, xx, c % p.ic_bn]
+    w_ph, w_arg, w = _blocked_weight_operand(n, g, p)
     rc = te.reduce_axis((0, cg), name="rc")
     ry = te.reduce_axis((0, g.kh), name="ry")
     rx = te.reduce_axis((0, g.kw), name="rx")
     conv = te.compute(
-        (g.n, g.groups, p.mg_padded // p.oc_bn, g.oh, p.ow_padded, p.oc_bn),
+        (g.n, g.groups, p.mg_padded // p.oc_bn, g.oh, p.cols_padded, p.oc_bn),
         lambda b, gi, oc, y, xx, ob: te.sum(
-            data[b, gi, rc // p.ic_bn, y * g.sh + ry * g.dh, xx * g.sw + rx * g.dw, rc % p.ic_bn]
-            * wp_t[gi, oc, rc // p.ic_bn, ry, rx, rc % p.ic_bn, ob], axis=[rc, ry, rx]),
+            data_at(b, gi, rc, y * g.sh + ry * g.dh, xx * g.sw + rx * g.dw)
+            * w[gi, oc, rc // p.ic_bn, ry, rx, rc % p.ic_bn, ob], axis=[rc, ry, rx]),
         name="conv")
     bias = n.placeholder(2, "bias") if len(n.inputs) > 2 else None
     y = _unpack_output(conv, g, mg, p.oc_bn, bias)
     ins, args = [x, w_ph] + ([bias] if bias is not None else []), [0, w_arg, 2][:len(n.inputs)]
-
-    def schedule(sch):
-        blk = sch.get_sblock("conv")
-        acc = sch.cache_write(blk, 0, "local")
-        b, gi, oc, yy, xx, ob, rc_, ry_, rx_ = sch.get_loops(blk)
-        xo, xi = sch.split(xx, [None, p.reg_n])
-        rco, rci = sch.split(rc_, [None, p.ic_bn])
-        sch.reorder(b, gi, oc, yy, xo, rco, ry_, rx_, rci, xi, ob)
-        sch.reverse_compute_at(acc, xo)
-        sch.unroll(rci)
-        sch.unroll(xi)
-        sch.vectorize(ob)
-        sch.parallel(sch.fuse(b, gi, oc, yy))
-        sch.decompose_reduction(blk, rco)
-        sch.vectorize(sch.get_loops(acc)[-1])
-        _schedule_pack(sch, "data_pack")
-        if not n.inputs[1].is_constant:
-            _schedule_pack(sch, "w_pack")
-        _schedule_unpack(sch, sch.get_sblock("unpack"), lanes)
-
-    desc = (f"conv2d NCHW{p.ic_bn}c->NCHW{p.oc_bn}c direct, tile {p.reg_n}x{p.oc_bn}, "
+    rows = rows_per_block(g, p)
+    layout = ("NCHW->", "1x1") if unpacked else (f"NCHW{p.ic_bn}c->", "direct")
+    desc = (f"conv2d {layout[0]}NCHW{p.oc_bn}c {layout[1]}, tile {p.reg_n}x{p.oc_bn}, "
+            f"{f'{rows}-row blocks outer' if rows else 'channel blocks outer'}, "
             f"{'pre-packed' if n.inputs[1].is_constant else 'packed'} weights")
-    return make_kernel(ins, [y], schedule, args, desc)
+    kernel = make_kernel(ins, [y], _schedule_direct(n, p, rows, unpacked), args, desc)
+    kernel.extra["flops"] = 2.0 * g.n * g.m * g.oh * g.ow * cg * g.kh * g.kw * p.slowdown
+    return kernel
+
+
+def _is_1x1_gemm(g: ConvGeometry) -> bool:
+    """A 1x1 conv that reads no padding (any stride): a GEMM over a subsample of the pixels."""
+    return (g.kh == g.kw == 1 and g.pt == g.pl == 0
+            and (g.oh - 1) * g.sh < g.h and (g.ow - 1) * g.sw < g.w)
+
+
+def _fast_conv_applies(n: LowerNode, g: ConvGeometry) -> bool:
+    """float32 and not depthwise (its own rule)."""
+    return n.outputs[0].dtype == "float32" and not (g.c == g.m == g.groups > 1)
+
+
+@rule("Conv", name="conv2d-1x1", family="direct", efficiency=EFFICIENCY_1X1)
+def conv2d_1x1(n: LowerNode) -> Kernel | None:
+    """float32 1x1 Conv reading no padding (any stride: ResNet's projections too): a GEMM of
+    the pixels (rows x column tiles, the M dimension) by the blocked weights, reading x as it
+    is (no packing) and usually blocked rows-outer (see `rows_per_block`)."""
+    g = ConvGeometry.of(n)
+    return _direct_kernel(n, g) if _fast_conv_applies(n, g) and _is_1x1_gemm(g) else None
+
+
+@rule("Conv", name="conv2d-nchwc-direct", family="direct", efficiency=EFFICIENCY_DIRECT)
+def conv2d_nchwc_direct(n: LowerNode) -> Kernel | None:
+    """float32 Conv (any stride/pad/dilation/groups except depthwise and the 1x1 GEMM) as a
+    blocked direct conv."""
+    g = ConvGeometry.of(n)
+    return _direct_kernel(n, g) if _fast_conv_applies(n, g) and not _is_1x1_gemm(g) else None
 
 
 @rule("Conv")
@@ -257,7 +409,7 @@ def conv2d_depthwise(n: LowerNode) -> Kernel | None:
         _schedule_pack(sch, "data_pack")
         if not n.inputs[1].is_constant:
             _schedule_pack(sch, "w_pack")
-        _schedule_unpack(sch, sch.get_sblock("unpack"), lanes)
+        _schedule_unpack(sch, lanes)
 
     return make_kernel(ins, [y], schedule, args, f"depthwise conv2d NCHW{lanes}c, tile {reg_n}x{lanes}")
 

@@ -20,7 +20,8 @@ from typing import Callable
 from ..errors import CompileError, NnforgeError
 from .kernel import Kernel, LowerNode
 
-KERNEL_MODULES = ("elementwise", "reduce", "movement", "resize", "pool", "norm", "gemm", "conv2d")
+KERNEL_MODULES = ("elementwise", "reduce", "movement", "resize", "pool", "norm", "gemm", "gemm_strassen",
+                  "conv2d", "conv2d_winograd", "conv2d_im2col")
 
 
 @dataclass(frozen=True)
@@ -129,14 +130,15 @@ def check_overrides(options: ScheduleOptions):
 
 
 def estimate_seconds(n: LowerNode, r: Rule, kernel: Kernel) -> float:
-    """Analytical time of `kernel`: roofline of its FLOPs (kernel.extra["flops"] when the
-    schedule changes them, e.g. Winograd) at the rule's efficiency, and its bytes."""
+    """Analytical time of `kernel`: roofline of its FLOPs and its bytes moved, each taken from
+    kernel.extra ("flops", "bytes") when the schedule changes them (Winograd's transformed
+    weights, for example), else the node's registry cost; FLOPs run at the rule's efficiency."""
     from ..ir import get_op
 
     cost = get_op(n.op).cost([i.type for i in n.inputs], n.outputs, n.attrs)
     flops = kernel.extra.get("flops", cost.flops)
     compute = flops / (r.efficiency * n.target.peak_flops)
-    memory = (cost.bytes_read + cost.bytes_written) / n.target.memory_bandwidth
+    memory = kernel.extra.get("bytes", cost.bytes_read + cost.bytes_written) / n.target.memory_bandwidth
     return max(compute, memory)
 
 
@@ -191,8 +193,9 @@ def lower_node(n: LowerNode, options: ScheduleOptions | None = None) -> Kernel:
 
 
 def _load_rules():
-    if not RULES:
-        import importlib
+    # every module, even when RULES is not empty: importing one kernel module directly
+    # (a test does) must not hide the others' rules
+    import importlib
 
-        for name in KERNEL_MODULES:
-            importlib.import_module(f"{__package__}.{name}")
+    for name in KERNEL_MODULES:
+        importlib.import_module(f"{__package__}.{name}")

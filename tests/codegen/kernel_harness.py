@@ -66,7 +66,8 @@ def _split_inputs(inputs):
     return arrays, kinputs
 
 
-def compile_kernel(op: str, attrs: dict, inputs, target: CpuTarget | None = None) -> CompiledKernel:
+def compile_kernel(op: str, attrs: dict, inputs, target: CpuTarget | None = None,
+                   options: rules.ScheduleOptions | None = None) -> CompiledKernel:
     """Lower and compile one node.
 
     Args:
@@ -74,6 +75,7 @@ def compile_kernel(op: str, attrs: dict, inputs, target: CpuTarget | None = None
         attrs: attributes (missing ones take the schema default).
         inputs: numpy arrays (run-time inputs) or `Const` (constant inputs).
         target: the CpuTarget (default: this machine).
+        options: schedule selection options (e.g. family overrides to test one rule).
     Returns:
         the CompiledKernel; call it with the input arrays.
     """
@@ -85,7 +87,7 @@ def compile_kernel(op: str, attrs: dict, inputs, target: CpuTarget | None = None
     arrays, kinputs = _split_inputs(inputs)
     out_types = opdef.infer_types([k.type for k in kinputs], attrs, op.lower())
     node = LowerNode(op, op.lower(), attrs, kinputs, out_types, target)
-    kernel = rules.lower_node(node)
+    kernel = rules.lower_node(node, options)
     executable = tvm.compile(kernel.func.with_attr("global_symbol", "main"), target=target.tvm_target())
     return CompiledKernel(kernel, node, executable["main"])
 
