@@ -245,9 +245,9 @@ def rows_per_block(g: ConvGeometry, p: BlockedConvPlan) -> int:
     return rows if rows_outer < oc_outer else 0
 
 
-def _schedule_direct(n: LowerNode, p: BlockedConvPlan, rows: int, unpacked: bool):
+def _schedule_direct(n: LowerNode, p: BlockedConvPlan, rows: int, unpacked: bool, direct_write: bool):
     """Schedule of the blocked conv "conv" (loops b, gi, oc, y, x, ob; rc, ry, rx) and its
-    unpack.
+    unpack (written from the register tile when `direct_write`, else a separate pass).
 
     The register tile (reg_n columns x oc_bn lanes) accumulates in a local buffer over the
     reduction, input channels innermost-blocked by ic_bn and unrolled; the loops above the
@@ -270,12 +270,17 @@ def _schedule_direct(n: LowerNode, p: BlockedConvPlan, rows: int, unpacked: bool
         sch.vectorize(ob)
         sch.parallel(sch.fuse(*outer))
         sch.decompose_reduction(blk, rco)
-        # the tile goes from registers straight to NCHW (+bias): no blocked output in memory
-        # and no separate unpack pass (measured 1.6x faster on a 1x1 64->256 conv at 56x56)
-        sch.compute_inline(acc)
-        sch.reverse_compute_at(sch.get_sblock("unpack"), xo)
-        for loop in sch.get_loops(sch.get_sblock("unpack"))[-2:]:  # channels x columns of the tile
-            sch.unroll(loop)  # straight-line stores: 6-10% faster than the loops (r50 stem, 1x1 64->256)
+        if direct_write:
+            # the tile goes from registers straight to NCHW (+bias): no blocked output in memory
+            # and no separate unpack pass (measured 1.6x faster on a 1x1 64->256 conv at 56x56)
+            sch.compute_inline(acc)
+            sch.reverse_compute_at(sch.get_sblock("unpack"), xo)
+            for loop in sch.get_loops(sch.get_sblock("unpack"))[-2:]:  # channels x columns of the tile
+                sch.unroll(loop)  # straight-line stores: 6-10% faster than loops (r50 stem, 1x1 64->256)
+        else:
+            sch.reverse_compute_at(acc, xo)
+            sch.vectorize(sch.get_loops(acc)[-1])
+            _schedule_unpack(sch, n.target.vector_lanes)
         if not unpacked:
             _schedule_pack(sch, "data_pack")
         if not n.inputs[1].is_constant:
@@ -288,7 +293,7 @@ def _direct_kernel(n: LowerNode, g: ConvGeometry) -> Kernel:
     (with padding and the tile's slowdown) in extra["flops"] for the cost model."""
     from tvm import te
 
-    unpacked = _is_1x1_gemm(g)
+    unpacked = _is_1x1_gemm(g, n.target.vector_lanes)
     p = plan_blocked_conv(g, n.target.vector_lanes, exact_columns=unpacked)
     cg, mg = g.c // g.groups, g.m // g.groups
     x = n.placeholder(0, "x")
@@ -319,15 +324,21 @@ def _direct_kernel(n: LowerNode, g: ConvGeometry) -> Kernel:
     desc = (f"conv2d {layout[0]}NCHW{p.oc_bn}c {layout[1]}, tile {p.reg_n}x{p.oc_bn}, "
             f"{f'{rows}-row blocks outer' if rows else 'channel blocks outer'}, "
             f"{'pre-packed' if n.inputs[1].is_constant else 'packed'} weights")
-    kernel = make_kernel(ins, [y], _schedule_direct(n, p, rows, unpacked), args, desc)
+    # A group whose output channels do not fill whole blocks (ShuffleNet: 34) cannot be written
+    # to NCHW from the tile (TVM's region analysis rejects the nested channel index): unpack pass.
+    direct_write = g.groups == 1 or mg % p.oc_bn == 0
+    kernel = make_kernel(ins, [y], _schedule_direct(n, p, rows, unpacked, direct_write), args, desc)
     kernel.extra["flops"] = 2.0 * g.n * g.m * g.oh * g.ow * cg * g.kh * g.kw * p.slowdown
     return kernel
 
 
-def _is_1x1_gemm(g: ConvGeometry) -> bool:
-    """A 1x1 conv that reads no padding (any stride): a GEMM over a subsample of the pixels."""
+def _is_1x1_gemm(g: ConvGeometry, lanes: int) -> bool:
+    """A 1x1 conv that reads no padding (any stride): a GEMM over a subsample of the pixels.
+    Grouped ones only when a group's output channels fill whole vectors (ShuffleNet's 34
+    per group do not: TVM cannot express that tile's write region)."""
     return (g.kh == g.kw == 1 and g.pt == g.pl == 0
-            and (g.oh - 1) * g.sh < g.h and (g.ow - 1) * g.sw < g.w)
+            and (g.oh - 1) * g.sh < g.h and (g.ow - 1) * g.sw < g.w
+            and (g.groups == 1 or (g.m // g.groups) % lanes == 0))
 
 
 def _fast_conv_applies(n: LowerNode, g: ConvGeometry) -> bool:
@@ -341,7 +352,7 @@ def conv2d_1x1(n: LowerNode) -> Kernel | None:
     the pixels (rows x column tiles, the M dimension) by the blocked weights, reading x as it
     is (no packing) and usually blocked rows-outer (see `rows_per_block`)."""
     g = ConvGeometry.of(n)
-    return _direct_kernel(n, g) if _fast_conv_applies(n, g) and _is_1x1_gemm(g) else None
+    return _direct_kernel(n, g) if _fast_conv_applies(n, g) and _is_1x1_gemm(g, n.target.vector_lanes) else None
 
 
 @rule("Conv", name="conv2d-nchwc-direct", family="direct", efficiency=EFFICIENCY_DIRECT)
@@ -349,7 +360,8 @@ def conv2d_nchwc_direct(n: LowerNode) -> Kernel | None:
     """float32 Conv (any stride/pad/dilation/groups except depthwise and the 1x1 GEMM) as a
     blocked direct conv."""
     g = ConvGeometry.of(n)
-    return _direct_kernel(n, g) if _fast_conv_applies(n, g) and not _is_1x1_gemm(g) else None
+    return (_direct_kernel(n, g) if _fast_conv_applies(n, g) and not _is_1x1_gemm(g, n.target.vector_lanes)
+            else None)
 
 
 @rule("Conv")

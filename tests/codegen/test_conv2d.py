@@ -58,7 +58,9 @@ GENERIC = "generic"
     (dict(shape=(1, 5, 17, 17), m=20, k=7, strides=(2, 2), pads=(3, 3, 3, 3), bias=False), BLOCKED),
     (dict(shape=(1, 12, 15, 15), m=9, k=5, pads=(2, 2, 2, 2), dilations=(2, 2), group=3), BLOCKED),
     (dict(shape=(1, 8, 11, 9), m=6, k=3, pads=(1, 1, 1, 1), group=2), BLOCKED),
-    (dict(shape=(1, 68, 7, 7), m=24, k=1, group=4), GEMM_1X1),  # ShuffleNet grouped 1x1, 17-channel blocks
+    (dict(shape=(1, 68, 7, 7), m=24, k=1, group=4), BLOCKED),  # grouped 1x1, 6 outputs per group
+    (dict(shape=(1, 136, 28, 28), m=136, k=1, group=4), BLOCKED),  # ShuffleNet: 34 outputs per group
+    (dict(shape=(1, 64, 14, 14), m=64, k=1, group=4), GEMM_1X1),  # whole vectors per group
     (dict(shape=(2, 40, 13, 13), m=36, k=1), GEMM_1X1),  # batch 2, channel tails
     (dict(shape=(1, 64, 7, 7), m=96, k=1, bias=False, const_weight=False), GEMM_1X1),  # 2-vector block, 7-col tile
     (dict(shape=(1, 32, 9, 11), m=70, k=1), GEMM_1X1),  # 11-column tail
@@ -129,3 +131,4 @@ def test_plan_pays_for_padding():
     g = ConvGeometry(1, 16, 20, 20, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 20, 20)
     p = plan_blocked_conv(g, 16)
     assert p.oc_bn == 16 and p.slowdown >= 1.6
+
