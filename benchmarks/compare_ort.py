@@ -1,14 +1,19 @@
-"""Light model zoo: compile seconds and latency ratio nnforge / ONNX Runtime.
+"""Light model zoo: compile seconds (cold and cached) and latency ratio nnforge / ONNX Runtime.
 
-Weights are re-randomized (models/light_zoo.py). Each model is compiled once, checked
-against ORT, then both run interleaved in this process; medians are reported.
+Weights are re-randomized (models/light_zoo.py). Each model is compiled cold into a fresh
+compile cache, compiled again (a cache hit), checked against ORT, then both run
+interleaved in this process; medians are reported.
 
-    .venv/bin/python benchmarks/compare_ort.py [--rounds 10] [--json out.json] [MODEL ...]
+    .venv/bin/python benchmarks/compare_ort.py [--rounds 10] [--json out.json] [--schedule S] [MODEL ...]
 """
 import argparse
 import json
 import math
+import os
+import tempfile
+import time
 
+import nnforge
 from nnforge.bench import compare_with_ort
 from nnforge.models import light_zoo
 
@@ -17,16 +22,26 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("models", nargs="*", default=list(light_zoo.NAMES))
     p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--schedule", help="schedule overrides, e.g. winograd=off")
     p.add_argument("--json")
     args = p.parse_args()
+    os.environ["NNFORGE_CACHE_DIR"] = tempfile.mkdtemp(prefix="nnforge-bench-cache-")
     rows = []
-    print(f"{'model':14s} {'compile s':>9s} {'nnforge ms':>10s} {'ORT ms':>8s} {'ratio':>6s} {'rel err':>8s}")
+    print(f"{'model':14s} {'cold s':>7s} {'cached s':>8s} {'nnforge ms':>10s} {'ORT ms':>8s} {'ratio':>6s} "
+          f"{'rel err':>8s}")
     for name in args.models:
         model = light_zoo.load(name)
-        r = compare_with_ort(model, light_zoo.input_feed(model), rounds=args.rounds)
+        t0 = time.perf_counter()
+        nnforge.compile(model, schedule=args.schedule)
+        cold = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        compiled = nnforge.compile(model, schedule=args.schedule)
+        cached = time.perf_counter() - t0
+        r = compare_with_ort(model, light_zoo.input_feed(model), compiled=compiled, rounds=args.rounds)
         r.pop("spread")
+        r.update(compile_s=cold, cached_compile_s=cached)
         rows.append(dict(model=name, **r))
-        print(f"{name:14s} {r['compile_s']:9.1f} {r['nnforge_ms']:10.2f} {r['ort_ms']:8.2f} "
+        print(f"{name:14s} {cold:7.1f} {cached:8.2f} {r['nnforge_ms']:10.2f} {r['ort_ms']:8.2f} "
               f"{r['ratio']:6.2f} {r['max_rel_err']:8.1e}", flush=True)
     geo = math.exp(sum(math.log(r["ratio"]) for r in rows) / len(rows))
     print(f"geometric mean ratio nnforge/ORT: {geo:.2f}")

@@ -1,7 +1,7 @@
 """Graph passes (each a pure Graph -> Graph) and the PassManager."""
 from .manager import PASSES, Pass, PassManager, get_pass, register_pass, validate_translation
 
-DEFAULT_PIPELINE = ("eliminate-dead-code",)
+DEFAULT_PIPELINE = ("simplify", "eliminate-dead-code")
 
 __all__ = ["PASSES", "Pass", "PassManager", "get_pass", "register_pass", "validate_translation",
            "DEFAULT_PIPELINE", "run_pipeline"]

@@ -86,3 +86,22 @@ def optimize_model(model, rules=None, disable=(), **search_args):
 def taso_rewrite(graph):
     """Cost-guided search with every verified rewrite rule."""
     return optimize_graph(graph)[0]
+
+
+# Rules that only ever remove work (folding into convs, constants, no-op ops): safe to run
+# greedily to a fixpoint on every compile, unlike the cost-guided search.
+SIMPLIFY_RULES = (
+    "fold-constants", "fold-conv-batchnorm", "fold-conv-bias-batchnorm", "fold-conv-add",
+    "fold-conv-bias-add", "fold-conv-mul", "fold-conv-bias-mul", "fold-pad-into-conv",
+    "add-zero", "add-zero-left", "sub-zero", "mul-one", "mul-one-left", "div-one", "reshape-noop",
+    "reshape-reshape", "transpose-identity", "transpose-transpose", "expand-noop", "tile-ones",
+    "pad-zero", "slice-full", "concat-single", "split-single", "relu-relu", "neg-neg",
+)
+
+
+@register_pass("simplify")
+def simplify(graph):
+    """Greedy fixpoint of the verified rules that only remove work (batchnorm/bias/scale folded
+    into convs, constant folding, no-op removal)."""
+    new, fired = rewrite_to_fixpoint(graph, checked(get_rules(SIMPLIFY_RULES)))
+    return _keep_output_names(graph, new) if fired else graph.copy()
