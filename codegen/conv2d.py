@@ -4,7 +4,7 @@ depthwise conv.
 The blocked convs compute in one PrimFunc:
 
     x NCHW --pack(+pad)--> [N, G, C/g/icb, Hp, Wp, icb] --conv--> tile [OWt, ocb] in registers
-      --(+bias)--> y NCHW
+      --(+bias, activation)--> y NCHW
 
 The conv accumulates a register tile of `reg_n` output columns x `oc_bn` output channels
 (`oc_bn / lanes` SIMD vectors per column) and reads one broadcast input value per
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .conv2d_generic import ConvGeometry, conv2d_generic
+from .conv2d_generic import ConvGeometry, conv2d_generic, conv_epilogue
 from .kernel import Kernel, LowerNode
 from .rules import make_kernel, rule
 from .schedule_tiles import pick_tile, round_up
@@ -196,14 +196,14 @@ def _padded_input_extent(out: int, stride: int, k: int, dil: int) -> int:
     return (out - 1) * stride + (k - 1) * dil + 1
 
 
-def _unpack_output(conv, g: ConvGeometry, mg: int, oc_bn: int, bias):
-    """Blocked conv result -> NCHW (dropping padded channels/columns), adding the bias."""
+def _unpack_output(conv, g: ConvGeometry, mg: int, oc_bn: int, bias, activation: str):
+    """Blocked conv result -> NCHW (dropping padded channels/columns), adding the bias and
+    applying the fused activation."""
     from tvm import te
 
     def value(b, m, y, xx):
         gi, mm = (m // mg, m % mg) if mg < g.m else (0, m)  # no `m % M`: region analysis rejects it
-        v = conv[b, gi, mm // oc_bn, y, xx, mm % oc_bn]
-        return v + bias[m] if bias is not None else v
+        return conv_epilogue(conv[b, gi, mm // oc_bn, y, xx, mm % oc_bn], m, bias, activation)
 
     return te.compute((g.n, g.m, g.oh, g.ow), value, name="unpack")
 
@@ -317,7 +317,7 @@ def _direct_kernel(n: LowerNode, g: ConvGeometry) -> Kernel:
             * w[gi, oc, rc // p.ic_bn, ry, rx, rc % p.ic_bn, ob], axis=[rc, ry, rx]),
         name="conv")
     bias = n.placeholder(2, "bias") if len(n.inputs) > 2 else None
-    y = _unpack_output(conv, g, mg, p.oc_bn, bias)
+    y = _unpack_output(conv, g, mg, p.oc_bn, bias, n.attrs.get("activation", ""))
     ins, args = [x, w_ph] + ([bias] if bias is not None else []), [0, w_arg, 2][:len(n.inputs)]
     rows = rows_per_block(g, p)
     layout = ("NCHW->", "1x1") if unpacked else (f"NCHW{p.ic_bn}c->", "direct")
@@ -402,7 +402,7 @@ def conv2d_depthwise(n: LowerNode) -> Kernel | None:
             data[b, gi, cb, y * g.sh + ry * g.dh, xx * g.sw + rx * g.dw, c] * wp_t[cb, ry, rx, c], axis=[ry, rx]),
         name="conv")
     bias = n.placeholder(2, "bias") if len(n.inputs) > 2 else None
-    y = _unpack_output(conv, flat, cp, lanes, bias)
+    y = _unpack_output(conv, flat, cp, lanes, bias, n.attrs.get("activation", ""))
     ins, args = [x, w_ph] + ([bias] if bias is not None else []), [0, w_arg, 2][:len(n.inputs)]
 
     def schedule(sch):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import CompileError
 from .kernel import Kernel, LowerNode
 from .rules import make_kernel, rule
 from .schedule_tiles import schedule_row_accumulator
@@ -48,6 +49,36 @@ class ConvGeometry:
                             a["group"], oh, ow)
 
 
+def conv_epilogue(value, channel, bias, activation: str = ""):
+    """A conv's final output stage, shared by every Conv lowering rule: the accumulated
+    `value` of output channel `channel`, plus the bias, then the fused activation.
+
+    Args:
+        value: the conv sum at one output element (a TIR expression or te tensor element).
+        channel: the output channel index (TIR expression).
+        bias: the bias placeholder [M], or None.
+        activation: the Conv's `activation` attribute ("" or "Relu").
+    Returns:
+        the TIR expression stored to the output.
+    """
+    from .elementwise import relu
+
+    if hasattr(value, "asobject"):  # a te tensor element: the TIR load it stands for
+        value = value.asobject()
+    if bias is not None:
+        value = value + bias[channel]
+    if activation == "Relu":
+        value = relu(value)
+    elif activation:
+        raise CompileError(f"Conv activation {activation!r} has no lowering")
+    return value
+
+
+def epilogue_flops(g: "ConvGeometry", has_bias: bool, activation: str) -> int:
+    """FLOPs of `conv_epilogue` over the whole output (one per output element per step)."""
+    return g.n * g.m * g.oh * g.ow * (int(has_bias) + int(bool(activation)))
+
+
 def _source_stage(x, shape, value_at, name="source"):
     """A te stage of `shape` whose element (n, c, y, x) is value_at(y, x) -> (valid, iy, ix), 0 when not valid."""
     from tvm import te, tirx
@@ -59,8 +90,9 @@ def _source_stage(x, shape, value_at, name="source"):
     return te.compute(shape, value, name=name)
 
 
-def _direct_conv(src, weight_at, bias, out_shape, cg, mg, kh, kw, strides, dilations):
-    """out[b, m, y, x] = sum_{c, ry, rx} src[b, group(m)*cg + c, y*s + ry*d, x*s + rx*d] * weight_at(m, c, ry, rx)."""
+def _direct_conv(src, weight_at, bias, out_shape, cg, mg, kh, kw, strides, dilations, activation=""):
+    """out[b, m, y, x] = act(sum_{c, ry, rx} src[b, group(m)*cg + c, y*s + ry*d, x*s + rx*d]
+    * weight_at(m, c, ry, rx) + bias[m])."""
     from tvm import te
 
     rc = te.reduce_axis((0, cg), name="rc")
@@ -70,15 +102,16 @@ def _direct_conv(src, weight_at, bias, out_shape, cg, mg, kh, kw, strides, dilat
     conv = te.compute(out_shape, lambda b, m, y, xx: te.sum(
         src[b, (m // mg) * cg + rc, y * sh + ry * dh, xx * sw + rx * dw] * weight_at(m, rc, ry, rx),
         axis=[rc, ry, rx]), name="conv")
-    if bias is None:
+    if bias is None and not activation:
         return conv
-    return te.compute(out_shape, lambda b, m, y, xx: conv[b, m, y, xx] + bias[m], name="bias_add")
+    return te.compute(out_shape, lambda b, m, y, xx: conv_epilogue(conv[b, m, y, xx], m, bias, activation),
+                      name="epilogue")
 
 
-def schedule_direct_conv(lanes: int, has_bias: bool):
+def schedule_direct_conv(lanes: int, has_epilogue: bool):
     """Schedule for `_direct_conv`: parallel over (n, m, row), row accumulator, vectorized row."""
     def apply(sch):
-        schedule_row_accumulator(sch, "conv", lanes, "bias_add" if has_bias else None)
+        schedule_row_accumulator(sch, "conv", lanes, "epilogue" if has_epilogue else None)
         src = sch.get_sblock("source")
         sch.parallel(sch.fuse(*sch.get_loops(src)[:3]))
     return apply
@@ -104,10 +137,11 @@ def conv2d_generic(n: LowerNode) -> Kernel:
     if len(n.inputs) > 2:
         bias = n.placeholder(2, "bias")
         ins, args = ins + [bias], args + [2]
+    activation = n.attrs.get("activation", "")
     out = _direct_conv(src, lambda m, c, ry, rx: w[m, c, ry, rx], bias, n.outputs[0].shape,
-                       g.c // g.groups, g.m // g.groups, g.kh, g.kw, (g.sh, g.sw), (g.dh, g.dw))
-    return make_kernel(ins, [out], schedule_direct_conv(n.target.vector_lanes, bias is not None), args,
-                       "conv2d generic direct (row accumulator)")
+                       g.c // g.groups, g.m // g.groups, g.kh, g.kw, (g.sh, g.sw), (g.dh, g.dw), activation)
+    return make_kernel(ins, [out], schedule_direct_conv(n.target.vector_lanes, bias is not None or activation),
+                       args, "conv2d generic direct (row accumulator)" + (f" + {activation}" if activation else ""))
 
 
 @rule("ConvTranspose")

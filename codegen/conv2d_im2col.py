@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .conv2d_generic import ConvGeometry
+from .conv2d_generic import ConvGeometry, conv_epilogue, epilogue_flops
 from .kernel import Kernel, LowerNode
 from .rules import make_kernel, rule
 from .schedule_tiles import pick_tile, round_up
@@ -74,9 +74,10 @@ def conv2d_im2col(n: LowerNode) -> Kernel | None:
         wa[m // mr, kk, m % mr] * col[b, j // bn, kk, j % bn], axis=kk), name="product")
     bias = n.placeholder(2, "bias") if len(n.inputs) > 2 else None
 
+    activation = n.attrs.get("activation", "")
+
     def out_value(b, m, y, xx):
-        v = prod[b, m, y * g.ow + xx]
-        return v + bias[m] if bias is not None else v
+        return conv_epilogue(prod[b, m, y * g.ow + xx], m, bias, activation)
 
     out = te.compute((g.n, g.m, g.oh, g.ow), out_value, name="epilogue")
 
@@ -108,5 +109,5 @@ def conv2d_im2col(n: LowerNode) -> Kernel | None:
     args = [0, w_arg] + ([2] if bias is not None else [])
     desc = f"conv2d im2col+GEMM, panels of {bn} pixels, tile {mr}x{bn}"
     kernel = make_kernel(ins, [out], schedule, args, desc)
-    kernel.extra["flops"] = 2 * g.n * mp * jp * k_len + (g.n * g.m * pixels if bias is not None else 0)
+    kernel.extra["flops"] = 2 * g.n * mp * jp * k_len + epilogue_flops(g, bias is not None, activation)
     return kernel

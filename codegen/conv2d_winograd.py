@@ -6,7 +6,7 @@ One PrimFunc, NCHW in and out; the weight transform U = G w G^T is done at compi
       --V = B^T d B per tile--> V [a, a, C/cb, P, cb]            (P = N*nTH*nTW tiles)
       --a*a GEMMs with U--> M [a, a, P, K]                         (register tile p_t x co_t)
       --Y = A^T M A per tile--> Y [N, K/lanes, nTH*m, nTW*m, lanes]
-      --unpack (+bias)--> y NCHW
+      --unpack (+bias, activation)--> y NCHW
 
 a = m + 2. The transforms are unrolled linear combinations with the constant matrices
 folded in (zero terms skipped); they are vectorized over a channel block. Channels, tiles
@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .conv2d_generic import ConvGeometry
+from .conv2d_generic import ConvGeometry, conv_epilogue, epilogue_flops
 from .kernel import Kernel, LowerNode
 from .rules import make_kernel, rule
 from .schedule_tiles import pick_tile, round_up
@@ -185,9 +185,10 @@ def conv2d_winograd(n: LowerNode, m: int) -> Kernel | None:
     yt = te.compute((g.n, pl.kp // lanes, pl.nth * m, pl.ntw * m, lanes), y_value, name="inverse")
     bias = n.placeholder(2, "bias") if len(n.inputs) > 2 else None
 
+    activation = n.attrs.get("activation", "")
+
     def out_value(b, k, y, xx):
-        v = yt[b, k // lanes, y, xx, k % lanes]
-        return v + bias[k] if bias is not None else v
+        return conv_epilogue(yt[b, k // lanes, y, xx, k % lanes], k, bias, activation)
 
     out = te.compute((g.n, g.m, g.oh, g.ow), out_value, name="unpack")
 
@@ -243,7 +244,7 @@ def conv2d_winograd(n: LowerNode, m: int) -> Kernel | None:
     args = [0, u] + ([2] if bias is not None else [])
     kernel = make_kernel(ins, [out], schedule, args,
                          f"conv2d winograd F({m}x{m},3x3), {pl.p} tiles, GEMM tile {pl.p_t}x{pl.co_t}")
-    kernel.extra["flops"] = pl.flops(g.n * g.m * g.oh * g.ow if bias is not None else 0)
+    kernel.extra["flops"] = pl.flops(epilogue_flops(g, bias is not None, activation))
     # the transformed weights U (a*a/9 times the weights) are what this kernel streams
     kernel.extra["bytes"] = u.nbytes + sum(i.type.nbytes for i in n.inputs[:1]) + n.outputs[0].nbytes
     return kernel

@@ -131,7 +131,8 @@ def _clip(x, lo: float, hi: float):
     return nan_min(nan_max(x, const(lo, dtype_of(x))), const(hi, dtype_of(x)))
 
 
-def _relu(x):
+def relu(x):
+    """max(x, 0) of a TIR expression (NaN stays NaN, as the reference); the fused conv epilogue uses it too."""
     return tirx.Select(x < const(0, dtype_of(x)), const(0, dtype_of(x)), x)  # NaN stays NaN
 
 
@@ -159,7 +160,7 @@ def _xor(a, b):
 
 # op -> expression over the (float16-widened) input values; node attributes are keywords.
 ELEMENTWISE = {
-    "Relu": _relu,
+    "Relu": relu,
     "Neg": operator.neg,
     "Abs": te.abs,
     "Sigmoid": sigmoid,

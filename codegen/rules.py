@@ -51,7 +51,7 @@ def rule(*ops: str, name: str | None = None, family: str | None = None, efficien
         fallback: a generic rule, built only when no other rule applies (register it last).
     """
     def deco(fn):
-        rname = name or fn.__name__.replace("_", "-")
+        rname = name or fn.__name__.strip("_").replace("_", "-")
         for op in ops:
             RULES.setdefault(op, []).append(Rule(op, rname, family or rname, efficiency, fn, fallback))
         return fn

@@ -2,7 +2,8 @@
 
 IR attributes that ONNX-17 takes as tensor inputs (Reshape shape, Slice bounds, Split
 sizes, Pad pads/value, Clip bounds, ReduceSum axes, Expand shape, Tile repeats, Resize
-roi/scales/sizes) become initializers; every other attribute maps one to one.
+roi/scales/sizes) become initializers; every other attribute maps one to one, except a
+Conv's fused `activation` (not ONNX): a Conv with activation="Relu" becomes Conv + Relu.
 """
 from __future__ import annotations
 
@@ -90,11 +91,12 @@ def export_model(graph) -> onnx.ModelProto:
     Returns:
         an onnx.ModelProto (opset 17, IR version 9) passing onnx.checker.check_model.
     """
-    exporter = _Exporter()
+    exporter = _Exporter({v.name for v in graph.inputs} | {v.name for v in graph.constants}
+                         | {v.name for n in graph.nodes for v in n.outputs} | {n.name for n in graph.nodes})
     output_names = {v.name for v in graph.outputs}
     nodes = [exporter.constant_node(v) for v in graph.constants if v.name in output_names]
     for node in graph.nodes:
-        nodes.append(exporter.node(node))
+        nodes.extend(exporter.nodes(node))
     onnx_graph = helper.make_graph(
         nodes, graph.name, [_value_info(v) for v in graph.inputs],
         [_value_info(v) for v in graph.outputs], initializer=exporter.initializers)
@@ -103,9 +105,31 @@ def export_model(graph) -> onnx.ModelProto:
 
 
 class _Exporter:
-    def __init__(self):
+    def __init__(self, taken_names: set):
         self.initializers = []
         self._initialized = set()
+        self._taken = set(taken_names)
+
+    def fresh_name(self, base: str) -> str:
+        name, i = base, 0
+        while name in self._taken:
+            i += 1
+            name = f"{base}_{i}"
+        self._taken.add(name)
+        return name
+
+    def nodes(self, node) -> list:
+        """The ONNX nodes of one IR node: a Conv with a fused activation is Conv then that op."""
+        activation = node.attrs.get("activation", "") if node.op == "Conv" else ""
+        onnx_node = self.node(node)
+        if node.op == "Conv":
+            del onnx_node.attribute[[a.name for a in onnx_node.attribute].index("activation")]
+        if not activation:
+            return [onnx_node]
+        out = onnx_node.output[0]
+        onnx_node.output[0] = self.fresh_name(f"{out}_linear")
+        return [onnx_node, helper.make_node(activation, [onnx_node.output[0]], [out],
+                                            name=self.fresh_name(f"{node.name}_{activation.lower()}"))]
 
     def constant_node(self, value):
         """A Constant node, for a constant that is a graph output (outputs need a producer)."""

@@ -39,7 +39,12 @@ def _check_conv_operands(x, w, b, group, transposed):
     return out_channels
 
 
-def _conv_infer(x, w, b=None, *, strides, pads, dilations, group):
+CONV_ACTIVATIONS = ("", "Relu")  # a fused elementwise epilogue (passes/rewrite fuse-conv-relu)
+
+
+def _conv_infer(x, w, b=None, *, strides, pads, dilations, group, activation=""):
+    if activation not in CONV_ACTIVATIONS:
+        raise ShapeError(f"Conv activation {activation!r} is not one of {list(CONV_ACTIVATIONS)}")
     m = _check_conv_operands(x, w, b, group, transposed=False)
     check_window_attrs(x, w.shape[2:], strides, pads, dilations)
     return TensorType(x.dtype, (x.shape[0], m) + window_output_hw(x.shape, w.shape[2:], strides,
@@ -52,9 +57,11 @@ def _conv_cost(ins, outs, *, group, **attrs):
     return Cost(flops, *_io_bytes(ins, outs))
 
 
-@register("Conv", inputs=(2, 3), attrs=_CONV_ATTRS, infer=_conv_infer, cost=_conv_cost)
-def conv(x, w, b=None, *, strides, pads, dilations, group):
-    """2-D cross-correlation, grouped, with ONNX pads (top, left, bottom, right)."""
+@register("Conv", inputs=(2, 3), attrs={**_CONV_ATTRS, "activation": ("str", "")}, infer=_conv_infer,
+          cost=_conv_cost)
+def conv(x, w, b=None, *, strides, pads, dilations, group, activation=""):
+    """2-D cross-correlation, grouped, with ONNX pads (top, left, bottom, right), then the
+    fused activation ("" none, "Relu" max(y, 0)) after the bias."""
     out_hw = window_output_hw(x.shape, w.shape[2:], strides, pads, dilations)
     windows = sliding_windows(x, w.shape[2:], strides, pads, dilations, out_hw)
     cin, cout = x.shape[1] // group, w.shape[0] // group
@@ -64,6 +71,8 @@ def conv(x, w, b=None, *, strides, pads, dilations, group):
     y = np.concatenate(parts, axis=-1).transpose(0, 3, 1, 2)
     if b is not None:
         y = y + channel_view(b, 4)
+    if activation == "Relu":
+        y = np.maximum(y, 0)
     return np.ascontiguousarray(y, dtype=x.dtype)
 
 

@@ -96,12 +96,13 @@ SIMPLIFY_RULES = (
     "add-zero", "add-zero-left", "sub-zero", "mul-one", "mul-one-left", "div-one", "reshape-noop",
     "reshape-reshape", "transpose-identity", "transpose-transpose", "expand-noop", "tile-ones",
     "pad-zero", "slice-full", "concat-single", "split-single", "relu-relu", "neg-neg",
+    "fuse-conv-relu",  # last: the folds above see the plain conv (they do not apply past a relu)
 )
 
 
 @register_pass("simplify")
 def simplify(graph):
     """Greedy fixpoint of the verified rules that only remove work (batchnorm/bias/scale folded
-    into convs, constant folding, no-op removal)."""
+    into convs, constant folding, no-op removal, relu fused into the conv before it)."""
     new, fired = rewrite_to_fixpoint(graph, checked(get_rules(SIMPLIFY_RULES)))
     return _keep_output_names(graph, new) if fired else graph.copy()

@@ -66,11 +66,11 @@ class Rule:
 
 class Match(dict):
     """Bindings of a rule's variables at one place in a graph, plus the matched nodes and
-    the values the rewrite replaces."""
+    the values the rewrite replaces; `graph` is the graph matched in (None in proofs)."""
 
-    def __init__(self, rule, env, nodes, targets):
+    def __init__(self, rule, env, nodes, targets, graph=None):
         super().__init__(env)
-        self.rule, self.nodes, self.targets = rule, nodes, targets
+        self.rule, self.nodes, self.targets, self.graph = rule, nodes, targets, graph
 
 
 def index_by_op(graph) -> dict:
@@ -84,7 +84,7 @@ def find_matches(graph, rule: Rule, by_op: dict | None = None):
     """Yield every Match of `rule` in `graph` whose precondition holds."""
     by_op = by_op or index_by_op(graph)
     for env, nodes, targets in match_roots(rule.src, graph, by_op):
-        m = Match(rule, env, nodes, targets)
+        m = Match(rule, env, nodes, targets, graph)
         try:
             ok = rule.when(m) if rule.when else True
         except (KeyError, IndexError, AttributeError, TypeError, ValueError):

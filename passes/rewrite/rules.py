@@ -60,6 +60,15 @@ def like(array, value):
     return a if a.dtype == object else np.ascontiguousarray(a, dtype=value.type.dtype)
 
 
+def private(m):
+    """Every value the match computes besides its targets is used only inside the match (a
+    fusion must not leave the unfused node alive for another user: that would add work)."""
+    users, inside = m.graph.users(), {id(n) for n in m.nodes}
+    targets, outputs = {id(t) for t in m.targets}, {id(v) for v in m.graph.outputs}
+    return all(id(v) not in outputs and all(id(u) in inside for u in users.get(v.name, ()))
+               for n in m.nodes for v in n.outputs if id(v) not in targets)
+
+
 def rank(name, r):
     return lambda m: m[name].type.rank == r
 
@@ -240,26 +249,41 @@ MOVEMENT = [
          ex=[dict(x=(2, 3), y=(2, 1), k=1)]),  # one relu over the concat
 ]
 
+# a Conv whose output is used twice: fusing the Relu would compute the conv twice
+_CONV_TWO_USES = """graph t(%x: float32[1,1,3,3], %w: float32[1,1,1,1]) {
+  %y = Conv(%x, %w) {}
+  %r = Relu(%y)
+  %s = Sigmoid(%y)
+  return %r
+}"""
+# folding an Add into a conv with a fused Relu would move it inside the Relu
+_CONV_RELU_ADD = """graph t(%x: float32[1,1,3,3]) {
+  %w = const float32[1,1,1,1] [2.0]
+  %c = const float32[1,1,1] [-1.0]
+  %y = Conv(%x, %w) {activation="Relu"}
+  %z = Add(%y, %c)
+  return %z
+}"""
 _BN = "BatchNormalization({conv}, g, b, mu, v){{epsilon=e}}"
 _BN_EX = dict(x=(1, 2, 3, 3), w=Sym(2, 2, 2, 2), g=Sym(2), b=Sym(2), mu=Sym(2), v=Sym(2, positive=True),
               e=1e-5, a=dict(pads=(1, 0, 1, 0)))
 LINEAR = [
-    rule("fold-conv-batchnorm", _BN.format(conv="Conv(x, w){*a}"), "Conv(x, w2, b2){*a}",
+    rule("fold-conv-batchnorm", _BN.format(conv='Conv(x, w){*a, activation=""}'), "Conv(x, w2, b2){*a}",
          const("w", "g", "b", "mu", "v"), _fold_bn, ex=[_BN_EX],
          nex=[dict(_BN_EX, w=(2, 2, 2, 2))]),  # conv + bn -> conv with scaled weights and a bias
-    rule("fold-conv-bias-batchnorm", _BN.format(conv="Conv(x, w, cb){*a}"), "Conv(x, w2, b2){*a}",
+    rule("fold-conv-bias-batchnorm", _BN.format(conv='Conv(x, w, cb){*a, activation=""}'), "Conv(x, w2, b2){*a}",
          const("w", "cb", "g", "b", "mu", "v"), _fold_bn, ex=[dict(_BN_EX, cb=Sym(2))]),
-    rule("fold-conv-add", "Add(Conv(x, w){*a}, c)", "Conv(x, w, b2){*a}",
+    rule("fold-conv-add", 'Add(Conv(x, w){*a, activation=""}, c)', "Conv(x, w, b2){*a}",
          both(const("w"), per_channel("c")), _conv_bias_add,
          ex=[dict(x=(1, 2, 3, 3), w=Sym(3, 2, 1, 1), c=Sym(3, 1, 1)), dict(x=(1, 2, 3, 3), w=Sym(3, 2, 1, 1), c=Sym())],
-         nex=[dict(x=(1, 2, 3, 3), w=Sym(3, 2, 1, 1), c=Sym(3, 3))]),  # conv + per-channel c -> conv bias
-    rule("fold-conv-bias-add", "Add(Conv(x, w, cb){*a}, c)", "Conv(x, w, b2){*a}",
+         nex=[dict(x=(1, 2, 3, 3), w=Sym(3, 2, 1, 1), c=Sym(3, 3)), _CONV_RELU_ADD]),  # conv + c -> bias
+    rule("fold-conv-bias-add", 'Add(Conv(x, w, cb){*a, activation=""}, c)', "Conv(x, w, b2){*a}",
          both(const("w", "cb"), per_channel("c")), _conv_bias_add,
          ex=[dict(x=(1, 2, 3, 3), w=Sym(3, 2, 1, 1), cb=Sym(3), c=Sym(1, 3, 1, 1))]),
-    rule("fold-conv-mul", "Mul(Conv(x, w){*a}, c)", "Conv(x, w2){*a}", both(const("w"), per_channel("c")),
+    rule("fold-conv-mul", 'Mul(Conv(x, w){*a, activation=""}, c)', "Conv(x, w2){*a}", both(const("w"), per_channel("c")),
          _conv_mul, ex=[dict(x=(1, 2, 3, 3), w=Sym(3, 2, 2, 2), c=Sym(3, 1, 1))],
          nex=[dict(x=(1, 2, 3, 3), w=(3, 2, 2, 2), c=Sym(3, 1, 1))]),  # conv * per-channel c
-    rule("fold-conv-bias-mul", "Mul(Conv(x, w, cb){*a}, c)", "Conv(x, w2, b2){*a}",
+    rule("fold-conv-bias-mul", 'Mul(Conv(x, w, cb){*a, activation=""}, c)', "Conv(x, w2, b2){*a}",
          both(const("w", "cb"), per_channel("c")), _conv_mul,
          ex=[dict(x=(1, 2, 3, 3), w=Sym(3, 2, 1, 1), cb=Sym(3), c=Sym())]),
     rule("fold-matmul-mul", "Mul(MatMul(x, w), c)", "MatMul(x, w2)",
@@ -292,7 +316,7 @@ LINEAR = [
          lambda m: dict(_concat_consts("w1", "w2")(m), g2=2 * m["a"]["group"]),
          ex=[dict(x1=(1, 2, 3, 3), x2=(1, 2, 3, 3), w1=Sym(2, 1, 1, 1), w2=Sym(2, 1, 1, 1), a=dict(group=2))],
          nex=[dict(x1=(1, 2, 3, 3), x2=(1, 2, 3, 3), w1=Sym(2, 2, 1, 1), w2=Sym(1, 2, 1, 1), a={})]),
-    rule("add-of-convs", "Add(Conv(x, w1){*a}, Conv(y, w2){*a})", "Conv(Concat(x, y){axis=1}, wc){*a}",
+    rule("add-of-convs", 'Add(Conv(x, w1){*a, activation=""}, Conv(y, w2){*a})', "Conv(Concat(x, y){axis=1}, wc){*a}",
          lambda m: group1(m) and m["x"].type == m["y"].type and m["w1"].type == m["w2"].type,
          _concat_consts("w1", "w2", axis=1),
          ex=[dict(x=(1, 2, 3, 3), y=(1, 2, 3, 3), w1=Sym(2, 2, 2, 2), w2=Sym(2, 2, 2, 2), a={})]),
@@ -323,6 +347,10 @@ LINEAR = [
     rule("matmul-reassoc-left", "MatMul(a, MatMul(b, c))", "MatMul(MatMul(a, b), c)",
          lambda m: all(m[n].type.rank == 2 for n in "abc"),
          ex=[dict(a=(2, 3), b=(3, 4), c=(4, 2))]),  # a(bc) -> (ab)c
+    rule("fuse-conv-relu", 'Relu(Conv(*xs){*a, activation=""})', 'Conv(*xs){*a, activation="Relu"}', private,
+         ex=[dict(xs=[(1, 2, 4, 4), Sym(3, 2, 3, 3)], a=dict(pads=(1, 1, 1, 1))),
+             dict(xs=[(1, 2, 3, 3), (2, 2, 1, 1), Sym(2)], a=dict(strides=(2, 2)))],
+         nex=[_CONV_TWO_USES]),  # relu in the conv's epilogue; not when the conv has another user
     rule("fold-pad-into-conv", "Conv(Pad(x){pads=p, mode=mode, value=val}, w){*a}", "Conv(x, w){*a2}",
          _pads_hw_only, _conv_pad,
          ex=[dict(x=(1, 1, 3, 3), w=(2, 1, 2, 2), p=(0, 0, 1, 0, 0, 0, 0, 2), mode="constant", val=0.0, a={})],

@@ -4,8 +4,8 @@ Tensors are modelled at a concrete small shape as arrays of z3 `Real` terms, one
 element. Linear and data-movement ops (Add, Mul, MatMul, Conv, Gemm, Transpose,
 Reshape, Concat, Split, Slice, Pad, ...) take their meaning from the registry's numpy
 reference run on those arrays, i.e. their defining sums and index maps. Ops that are
-not polynomial get an axiom here: Relu/Abs/Max as `If`, MaxPool as a max over windows
-(padding never wins), BatchNormalization with `rsqrt` an uninterpreted function (the
+not polynomial get an axiom here: Relu/Abs/Max as `If` (a Conv's fused Relu too), MaxPool
+as a max over windows (padding never wins), BatchNormalization with `rsqrt` an uninterpreted function (the
 same term on both sides of a rule), Exp/Tanh/Sigmoid/Erf/Sqrt/Log as uninterpreted
 functions. Proofs are therefore over the reals (not IEEE floats) and for all values of
 inputs and symbolic constants at the shapes of the rule's examples.
@@ -54,8 +54,18 @@ def _max_pool(x, *, kernel_shape, strides, pads, dilations, ceil_mode):
     return np.apply_along_axis(lambda w: functools.reduce(_max, w, None), 4, flat)
 
 
+_relu = _vec(lambda e: z3.If(e > 0, e, 0))
+
+
+def _conv(*xs, activation="", **attrs):
+    """The reference's linear conv (+bias), then the fused activation's axiom."""
+    y = get_op("Conv").run(list(xs), {**attrs, "activation": ""})[0]
+    return AXIOMS[activation](y) if activation else y
+
+
 AXIOMS = {
-    "Relu": _vec(lambda e: z3.If(e > 0, e, 0)),
+    "Relu": _relu,
+    "Conv": _conv,
     "Abs": _vec(lambda e: z3.If(e >= 0, e, -e)),
     "Neg": _vec(lambda e: -e),
     "Div": lambda a, b: np.true_divide(a, b),  # real division (the reference floors for ints)

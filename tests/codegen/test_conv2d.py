@@ -85,6 +85,21 @@ def test_conv_matches_reference(case, expect):
     assert expect in _run_conv(**case)
 
 
+@pytest.mark.parametrize("case, expect", [
+    (dict(shape=(1, 16, 12, 12), m=24, k=3, pads=(1, 1, 1, 1)), BLOCKED),
+    (dict(shape=(1, 136, 7, 7), m=136, k=1, group=4, bias=False), BLOCKED),  # separate unpack pass
+    (dict(shape=(1, 40, 9, 11), m=36, k=1), GEMM_1X1),
+    (dict(shape=(1, 64, 7, 7), m=96, k=1, bias=False, const_weight=False), GEMM_1X1),
+    (dict(shape=(1, 20, 9, 13), m=20, k=3, pads=(1, 1, 1, 1), group=20), DEPTHWISE),
+    (dict(shape=(1, 6, 10, 9), m=8, k=3, strides=(2, 1), pads=(1, 2, 0, 1), dtype="float64"), GENERIC),
+    (dict(shape=(1, 6, 7, 7), m=6, k=3, pads=(1, 1, 1, 1), group=3, bias=False, dtype="float64"), GENERIC),
+])
+def test_conv_fused_relu_matches_reference(case, expect):
+    """activation="Relu" in every direct family's epilogue (with and without a bias) against
+    the registry's reference, which applies max(y, 0) after the bias."""
+    assert expect in _run_conv(activation="Relu", **case)
+
+
 @pytest.mark.parametrize("case", [
     dict(shape=(1, 4, 5, 5), m=3, k=3, strides=(2, 2), pads=(1, 1, 1, 1), output_padding=(1, 1)),
     dict(shape=(1, 6, 4, 7), m=4, k=4, strides=(2, 3), pads=(0, 1, 2, 0), group=2, bias=False),

@@ -71,6 +71,18 @@ def test_matches_float64_reference(variant, case):
     assert err <= BOUND[variant], f"{variant}: relative error {err:.3g}"
 
 
+@pytest.mark.parametrize("variant", ["f2", "f4", "im2col"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_relu_matches_float64_reference(variant, bias):
+    """activation="Relu" applied in the output stage: about half the outputs are clamped to 0."""
+    attrs, ins = {"pads": (1, 1, 1, 1), "activation": "Relu"}, conv_inputs((1, 17, 10, 7), 20, bias=bias)
+    err = rel_error(variant, attrs, ins)
+    assert err <= BOUND[variant], f"{variant}: relative error {err:.3g}"
+    node, arrays = conv_node(attrs, ins)
+    (ref,) = get_op("Conv").run(arrays, node.attrs)
+    assert ref.min() == 0.0 and 0.2 < (ref == 0).mean() < 0.8  # the reference really clamps
+
+
 @pytest.mark.parametrize("attrs, k, shape", [
     (dict(strides=(2, 1), pads=(0, 1, 2, 1), dilations=(1, 2)), 3, (2, 5, 11, 9)),
     (dict(pads=(2, 2, 2, 2)), 5, (1, 3, 13, 13)),

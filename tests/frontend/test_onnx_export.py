@@ -85,3 +85,25 @@ def test_single_op_round_trip(op, inputs, attrs, opset):
 def test_constant_and_input_outputs_round_trip():
     nodes = [helper.make_node("Shape", ["x"], ["shape"]), helper.make_node("Relu", ["x"], ["r"])]
     _round_trip(model(nodes, {"x": X}, ["shape", "x", "r"]), {"x": X})
+
+
+def test_fused_conv_relu_exports_as_conv_then_relu():
+    """The IR's Conv activation is not ONNX: export writes Conv + Relu, and ONNX Runtime agrees."""
+    from nnforge.passes import PassManager
+
+    node = helper.make_node
+    nodes = [node("Conv", ["x", "w", "b"], ["conv"], pads=[1, 1, 1, 1]), node("Relu", ["conv"], ["r"]),
+             node("Conv", ["r", "w2"], ["conv2"]), node("Relu", ["conv2"], ["y"])]
+    consts = {"w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+              "b": rng.standard_normal(4).astype(np.float32),
+              "w2": rng.standard_normal((2, 4, 1, 1)).astype(np.float32)}
+    graph = PassManager(["simplify"]).run(import_model(model(nodes, {"x": X}, ["y"], consts, opset=13)))
+    assert [(n.op, n.attrs["activation"]) for n in graph.nodes] == [("Conv", "Relu"), ("Conv", "Relu")]
+    exported = export_model(graph)
+    onnx.checker.check_model(exported, full_check=True)
+    assert [n.op_type for n in exported.graph.node] == ["Conv", "Relu", "Conv", "Relu"]
+    assert all("activation" not in [a.name for a in n.attribute] for n in exported.graph.node)
+    (got,), (want,) = oracle(exported, {"x": X}), interpret(graph, {"x": X})
+    assert [o.name for o in exported.graph.output] == [v.name for v in graph.outputs]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert (want == 0).any()

@@ -285,3 +285,27 @@ def test_costs(op, types, attrs, expected):
     ins = [TensorType(d, s) for d, s in types]
     attrs = opdef.check_attrs(attrs)
     assert opdef.cost(ins, opdef.infer_types(ins, attrs), attrs) == expected
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv_fused_relu_reference_is_relu_of_onnx_conv(bias):
+    """activation="Relu": the reference is ONNX Relu(Conv(x, w, b)), bias added before the clamp."""
+    rng = np.random.default_rng(4)
+    ins = [rng.standard_normal((1, 3, 6, 6)).astype(np.float32),
+           rng.standard_normal((4, 3, 3, 3)).astype(np.float32)]
+    ins += [rng.standard_normal(4).astype(np.float32) + 1.0] if bias else []
+    opdef = get_op("Conv")
+    attrs = opdef.check_attrs({"pads": [1, 0, 1, 2], "activation": "Relu"})
+    (ours,) = opdef.run(ins, attrs)
+    (conv,) = run_onnx_node("Conv", ins, {"pads": [1, 0, 1, 2]})
+    assert [TensorType.of(ours)] == opdef.infer_types([TensorType.of(a) for a in ins], attrs)
+    assert (ours == 0).any() and (ours > 0).any()
+    np.testing.assert_allclose(ours, np.maximum(conv, 0), rtol=1e-5, atol=1e-5)
+
+
+def test_conv_activation_must_be_known():
+    opdef = get_op("Conv")
+    types = [TensorType("float32", (1, 3, 6, 6)), TensorType("float32", (4, 3, 3, 3))]
+    with pytest.raises(ShapeError, match="activation 'Sigmoid'") as info:
+        opdef.infer_types(types, opdef.check_attrs({"activation": "Sigmoid"}), "n1")
+    assert "n1 (Conv)" in str(info.value)

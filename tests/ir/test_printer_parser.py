@@ -11,12 +11,13 @@ rng = np.random.default_rng(1)
 
 
 def small_graph() -> Graph:
-    """Conv + Split (two outputs) + inline, elided, int, bool and oddly named values."""
+    """Conv (with a fused Relu) + Split (two outputs) + inline, elided, int, bool and oddly named values."""
     g = Graph("net-1")
     x = g.add_input("x", TensorType("float32", (1, 3, 6, 6)))
     w = g.constant(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
     b = g.constant(np.array([0.5, -1.0, 1e-8, np.inf], np.float32), "b")
-    y, = g.add_node("Conv", [x, w, b], {"pads": [1, 1, 1, 1]}, output_names=["/conv/out:0"])
+    y, = g.add_node("Conv", [x, w, b], {"pads": [1, 1, 1, 1], "activation": "Relu"},
+                    output_names=["/conv/out:0"])
     left, right = g.add_node("Split", [y], {"axis": 1, "split": [1, 3]})
     mask = g.constant(np.array([True, False, True, True, False, True]), "mask")
     picked, = g.add_node("Where", [mask, left, g.constant(np.float16(0.1).astype(np.float32))])
@@ -47,7 +48,7 @@ def test_text_shape():
     assert "  %b = const float32[4] [0.5, -1.0, 1e-08, inf]" in lines
     assert "  %mask = const bool[6] [true, false, true, true, false, true]" in lines
     assert ('  %"/conv/out:0" = Conv(%x, %w, %b) '
-            '{strides=[1,1], pads=[1,1,1,1], dilations=[1,1], group=1}') in lines
+            '{strides=[1,1], pads=[1,1,1,1], dilations=[1,1], group=1, activation="Relu"}') in lines
     assert any(line.startswith('  %split_out0, %split_out1 = Split(%"/conv/out:0")')
                for line in lines)
     assert 'mode="linear"' in text and "scales=[1.0,1.0,0.5,0.5]" in text

@@ -159,3 +159,57 @@ def test_get_rules_rejects_unknown_names():
     with pytest.raises(NnforgeError, match="no-such-rule"):
         get_rules(["no-such-rule"])
     assert "relu-relu" not in [r.name for r in get_rules(disable=["relu-relu"])]
+
+
+def test_relu_fuses_into_the_conv_before_it():
+    before = """graph t(%x: float32[1,2,4,4]) {
+  %w = const float32[2,2,1,1] [0.5, -1.0, 2.0, 0.25]
+  %b = const float32[2] [0.1, -0.2]
+  %y = Conv(%x, %w, %b) {pads=[1,1,1,1]}
+  %r = Relu(%y)
+  %z = Conv(%r, %w)
+  %o = Relu(%z)
+  return %o
+}"""
+    g, new, fired = rewrite(before, ["fuse-conv-relu"])
+    assert fired == ["fuse-conv-relu", "fuse-conv-relu"]
+    same(g, new, """graph t(%x: float32[1,2,4,4]) {
+  %w = const float32[2,2,1,1] [0.5, -1.0, 2.0, 0.25]
+  %b = const float32[2] [0.1, -0.2]
+  %y = Conv(%x, %w, %b) {pads=[1,1,1,1], activation="Relu"}
+  %o = Conv(%y, %w) {activation="Relu"}
+  return %o
+}""")
+
+
+def test_relu_not_fused_into_a_conv_with_other_users():
+    before = """graph t(%x: float32[1,2,4,4]) {
+  %w = const float32[2,2,1,1] [0.5, -1.0, 2.0, 0.25]
+  %y = Conv(%x, %w)
+  %r = Relu(%y)
+  %o = Add(%r, %y)
+  return %o, %y
+}"""
+    g, new, fired = rewrite(before, ["fuse-conv-relu"])
+    assert fired == [] and [n.op for n in new.nodes] == ["Conv", "Relu", "Add"]
+    same(g, new, before)
+
+
+def test_add_after_a_fused_relu_is_not_folded_into_the_bias():
+    before = """graph t(%x: float32[1,2,4,4]) {
+  %w = const float32[2,2,1,1] [0.5, -1.0, 2.0, 0.25]
+  %c = const float32[2,1,1] [-1.0, 3.0]
+  %y = Conv(%x, %w)
+  %r = Relu(%y)
+  %o = Add(%r, %c)
+  return %o
+}"""
+    g, new, fired = rewrite(before, ["fuse-conv-relu", "fold-conv-add", "fold-conv-mul"])
+    assert fired == ["fuse-conv-relu"] and [n.op for n in new.nodes] == ["Conv", "Add"]
+    same(g, new, """graph t(%x: float32[1,2,4,4]) {
+  %w = const float32[2,2,1,1] [0.5, -1.0, 2.0, 0.25]
+  %c = const float32[2,1,1] [-1.0, 3.0]
+  %y = Conv(%x, %w) {activation="Relu"}
+  %o = Add(%y, %c)
+  return %o
+}""")

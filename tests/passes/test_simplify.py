@@ -27,3 +27,15 @@ def test_simplify_without_matches_returns_a_copy():
     out = PassManager(["simplify"]).run(g)
     verify(out)
     assert out is not g and out.op_histogram() == {"Relu": 1}
+
+
+def test_simplify_fuses_every_conv_relu_and_keeps_numbers():
+    graph = import_graph(resnet(depth=18, num_classes=10, image=32, width=8, seed=3))
+    out = PassManager(["simplify"], verify=True, validate=True).run(graph)
+    convs = [n for n in out.nodes if n.op == "Conv"]
+    fused = [n for n in convs if n.attrs["activation"] == "Relu"]
+    # resnet-18: the stem and the first conv of each of the 8 blocks; the block-closing Relu
+    # follows an Add, and projection convs feed that Add
+    assert len(fused) == 9 and out.op_histogram().get("Relu", 0) == graph.op_histogram()["Relu"] - 9
+    x = {"input": np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)}
+    np.testing.assert_allclose(interpret(out, x)[0], interpret(graph, x)[0], rtol=1e-4, atol=1e-5)
