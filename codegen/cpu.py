@@ -58,7 +58,6 @@ def lower(graph, target: CpuTarget, progress=None, options: ScheduleOptions | No
     Returns:
         a Lowered.
     """
-    import tvm
     from tvm import relax
 
     if options is not None:
@@ -82,9 +81,9 @@ def lower(graph, target: CpuTarget, progress=None, options: ScheduleOptions | No
                        [v.type for v in node.outputs], target)
         choice = select(ln, options)
         kernel = choice.kernel
-        lanes = len(kernel.func.params) - len(node.outputs)
-        if lanes != len(kernel.args):
-            raise CompileError(f"node {node.name} ({node.op}): kernel has {lanes} input params but "
+        n_in = len(kernel.func.params) - len(node.outputs)
+        if n_in != len(kernel.args):
+            raise CompileError(f"node {node.name} ({node.op}): kernel has {n_in} input params but "
                                f"{len(kernel.args)} args")
         args = []
         for a in kernel.args:

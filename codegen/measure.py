@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from ..cache import cache_dir
+from ..ir.types import random_array
 from .kernel import LowerNode
 
 
@@ -53,9 +54,7 @@ def time_kernel(n: LowerNode, kernel, number: int = 5, repeat: int = 3) -> float
     for a in kernel.args:
         data = a if isinstance(a, np.ndarray) else n.inputs[a].data
         if data is None:
-            t = n.inputs[a].type
-            data = rng.standard_normal(t.shape).astype(t.dtype) if np.dtype(t.dtype).kind == "f" \
-                else np.zeros(t.shape, t.dtype)
+            data = random_array(n.inputs[a].type, rng)
         args.append(tvm.runtime.tensor(np.array(data, order="C"), dev))
     args += [tvm.runtime.tensor(np.zeros(t.shape, t.dtype), dev) for t in n.outputs]
     return float(lib.time_evaluator("k", dev, number=number, repeat=repeat)(*args).median)

@@ -162,13 +162,16 @@ def select(n: LowerNode, options: ScheduleOptions | None = None) -> Choice:
     empty = _run_rule(zero, n)  # a node with empty tensors gets a trivial kernel; op rules never see it
     if empty is not None:
         return Choice(zero, empty, [(zero, 0.0, None)])
-    options = options or ScheduleOptions()
-    rules = [r for r in RULES.get(n.op, []) if options.overrides.get(r.family, True)]
     if not RULES.get(n.op):
         raise CompileError(f"node {n.name}: no CPU lowering for op {n.op}")
-    built = [(r, k) for r in rules if not r.fallback for k in [_run_rule(r, n)] if k is not None]
-    if not built:  # the generic rules, only now: building them for every node would waste compile time
-        built = [(r, k) for r in rules if r.fallback for k in [_run_rule(r, n)] if k is not None]
+    options = options or ScheduleOptions()
+    rules = [r for r in RULES[n.op] if options.overrides.get(r.family, True)]
+
+    def build(fallback: bool):
+        return [(r, k) for r in rules if r.fallback == fallback for k in [_run_rule(r, n)] if k is not None]
+
+    # the generic rules only when nothing else applies: building them for every node wastes compile time
+    built = build(False) or build(True)
     if not built:
         raise CompileError(f"node {n.name} ({n.op}): no lowering rule applies "
                            f"(inputs {[str(i.type) for i in n.inputs]}, attrs {n.attrs}"

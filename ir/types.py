@@ -47,3 +47,16 @@ class TensorType:
 
     def __str__(self):
         return f"{self.dtype}[{','.join(map(str, self.shape))}]"
+
+
+def random_array(t: TensorType, rng) -> np.ndarray:
+    """Random data of type `t` for tests and measurements: floats ~ N(0, 1), bools fair,
+    integers in [0, 5) (small, so they are valid indices and exponents)."""
+    dt = np.dtype(t.dtype)
+    if dt.kind == "f":
+        a = rng.standard_normal(t.shape)
+    elif dt.kind == "b":
+        a = rng.integers(0, 2, t.shape)
+    else:
+        a = rng.integers(0, 5, t.shape)
+    return np.asarray(a).astype(dt)

@@ -46,19 +46,19 @@ def get_pass(name: str) -> Pass:
 
 
 def random_feeds(graph, seed: int = 0) -> dict:
-    """Random inputs matching the graph's input types (floats ~ N(0,1), ints small, bools fair)."""
+    """Random inputs matching the graph's input types (see ir.types.random_array)."""
+    from ..ir.types import random_array
+
     rng = np.random.default_rng(seed)
-    feeds = {}
-    for v in graph.inputs:
-        dt = np.dtype(v.type.dtype)
-        if dt.kind == "f":
-            a = rng.standard_normal(v.type.shape)
-        elif dt.kind == "b":
-            a = rng.integers(0, 2, v.type.shape)
-        else:
-            a = rng.integers(0, 5, v.type.shape)
-        feeds[v.name] = np.asarray(a).astype(dt)
-    return feeds
+    return {v.name: random_array(v.type, rng) for v in graph.inputs}
+
+
+def outputs_differ(a: np.ndarray, b: np.ndarray, rtol: float) -> bool:
+    """True when b is not a's shape and dtype, or max |a - b| / max |a| > rtol (floats), or max |a - b| > rtol (other dtypes)."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return True
+    scale = max(float(np.max(np.abs(a), initial=0.0)), 1e-30) if a.dtype.kind == "f" else 1.0
+    return bool(a.size) and float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) / scale > rtol
 
 
 def validate_translation(before, after, name: str, rtol: float = 1e-4, seed: int = 0):
@@ -67,9 +67,7 @@ def validate_translation(before, after, name: str, rtol: float = 1e-4, seed: int
 
     feeds = random_feeds(before, seed)
     for i, (a, b) in enumerate(zip(interpret(before, feeds), interpret(after, feeds))):
-        scale = max(float(np.max(np.abs(a))), 1e-30) if a.size and a.dtype.kind == "f" else 1.0
-        if a.shape != b.shape or a.dtype != b.dtype or (
-                a.size and float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) / scale > rtol):
+        if outputs_differ(a, b, rtol):
             raise NnforgeError(f"translation validation failed after pass {name}: output {i} "
                                f"({before.outputs[i].name}) differs")
 

@@ -37,6 +37,11 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def _contiguous(a: np.ndarray) -> np.ndarray:
+    """`a` in C order (np.ascontiguousarray would turn a 0-d array into a 1-d one)."""
+    return a if a.flags.c_contiguous else a.copy()
+
+
 class CompiledModel:
     """A model ready to run on the CPU.
 
@@ -53,7 +58,7 @@ class CompiledModel:
         self._vm = VirtualMachine(module, self._dev)
         self._main = self._vm["main"]
         self._params_np = list(params)
-        self._params = [tvm.runtime.tensor(p if p.flags.c_contiguous else p.copy(), self._dev) for p in params]
+        self._params = [tvm.runtime.tensor(_contiguous(p), self._dev) for p in params]
         self.inputs = [(n, tuple(s), d) for n, s, d in inputs]  # (name, shape, dtype)
         self.outputs = [(n, tuple(s), d) for n, s, d in outputs]
         self.target = target
@@ -69,31 +74,30 @@ class CompiledModel:
         Returns:
             list of numpy arrays, in graph output order.
         """
-        import tvm.runtime
-
-        args = [tvm.runtime.tensor(self._check(feeds, name, shape, dtype), self._dev)
-                for name, shape, dtype in self.inputs]
-        extra = sorted(set(feeds) - {n for n, _, _ in self.inputs})
-        if extra:
-            raise InputError(f"unknown input(s) {extra}; the model's inputs are "
-                             f"{[n for n, _, _ in self.inputs]}")
-        res = self._main(*args, *self._params)
+        res = self._main(*self._feed_tensors(feeds), *self._params)
         return [res[i].numpy() for i in range(len(self.outputs))]
 
-    def _check(self, feeds, name, shape, dtype):
-        if name not in feeds:
-            raise InputError(f"missing input {name!r}; the model's inputs are "
-                             f"{[n for n, _, _ in self.inputs]}")
-        a = np.asarray(feeds[name])
-        if a.dtype != np.dtype(dtype) or a.shape != shape:
-            raise InputError(f"input {name!r}: expected {dtype}{list(shape)}, got {a.dtype}{list(a.shape)}")
-        return a if a.flags.c_contiguous else a.copy()  # (np.ascontiguousarray makes 0-d arrays 1-d)
+    def _feed_tensors(self, feeds: dict) -> list:
+        """The feeds as tvm tensors in input order; InputError on a missing, unknown or mistyped feed."""
+        import tvm.runtime
+
+        names = [n for n, _, _ in self.inputs]
+        extra = sorted(set(feeds) - set(names))
+        if extra:
+            raise InputError(f"unknown input(s) {extra}; the model's inputs are {names}")
+        tensors = []
+        for name, shape, dtype in self.inputs:
+            if name not in feeds:
+                raise InputError(f"missing input {name!r}; the model's inputs are {names}")
+            a = np.asarray(feeds[name])
+            if a.dtype != np.dtype(dtype) or a.shape != shape:
+                raise InputError(f"input {name!r}: expected {dtype}{list(shape)}, got {a.dtype}{list(a.shape)}")
+            tensors.append(tvm.runtime.tensor(_contiguous(a), self._dev))
+        return tensors
 
     def time(self, feeds: dict, number: int = 10, repeat: int = 5) -> list:
         """Seconds per run, one entry per repeat (each the mean of `number` runs)."""
-        import tvm.runtime
-
-        args = [tvm.runtime.tensor(self._check(feeds, n, s, d), self._dev) for n, s, d in self.inputs]
+        args = self._feed_tensors(feeds)
         f = self._vm.time_evaluator("main", self._dev, number=number, repeat=repeat)
         return list(f(*args, *self._params).results)
 

@@ -3,8 +3,6 @@ import os
 import numpy as np
 import pytest
 
-os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count()))
-
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
