@@ -1,0 +1,167 @@
+"""Quantized ops: ONNX QuantizeLinear / DequantizeLinear, and nnforge's integer conv and matmul.
+
+QConv and QMatMul are the one integer form every quantized layer is lowered to (by
+passes/quantize from a float graph, or by the frontend from QLinearConv / ConvInteger / QDQ).
+Their semantics are exact integer arithmetic, defined here and nowhere else:
+
+    acc = sum((x - x_zero_point) * w) + bias          int32 accumulation (wrapping), padding = real 0
+    y   = (acc * multiplier + round) >> shift          int64, round = 2**(shift-1) (0 when shift == 0):
+                                                       round half up, per output channel
+    y   = clip(y + out_zero_point, lo, hi)             lo = out_zero_point with Relu, else the dtype's min
+
+Power-of-two scales (what VTA needs) are multiplier == 1 everywhere, one shift, zero points 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import ShapeError
+from ..registry import Cost, register
+from ..types import TensorType
+from .common import require_rank, sliding_windows, window_output_hw
+
+INT8_TYPES = ("int8", "uint8")
+_REQUANT_ATTRS = {"multiplier": ("ints", (1,)), "shift": ("ints", (0,)), "x_zero_point": ("int", 0),
+                  "out_zero_point": ("int", 0), "out_dtype": ("str", "int8"), "activation": ("str", "")}
+
+
+def _wrap32(a: np.ndarray) -> np.ndarray:
+    """int64 values wrapped to int32 two's complement (still int64)."""
+    return ((a.astype(np.int64) + 2**31) % 2**32) - 2**31
+
+
+def requantize(acc: np.ndarray, axis: int, *, multiplier, shift, out_zero_point, out_dtype,
+               activation) -> np.ndarray:
+    """int32 accumulators -> int8/uint8 outputs; multiplier/shift per index of `axis` (or one)."""
+    view = [1] * acc.ndim
+    view[axis] = -1
+    mult = np.asarray(multiplier, np.int64).reshape(view if len(multiplier) > 1 else [1] * acc.ndim)
+    sh = np.asarray(shift, np.int64).reshape(view if len(shift) > 1 else [1] * acc.ndim)
+    rounding = np.where(sh > 0, np.left_shift(1, np.maximum(sh - 1, 0)), 0)
+    y = ((acc.astype(np.int64) * mult + rounding) >> sh) + out_zero_point
+    info = np.iinfo(out_dtype)
+    lo = max(out_zero_point, info.min) if activation == "Relu" else info.min
+    return np.clip(y, lo, info.max).astype(out_dtype)
+
+
+def _check_requant(x, w, b, channels, multiplier, shift, out_dtype, activation):
+    if x.dtype not in INT8_TYPES or w.dtype != "int8":
+        raise ShapeError(f"expects x int8/uint8 and w int8, got x {x.dtype}, w {w.dtype}")
+    if b is not None and (b.dtype != "int32" or b.shape != (channels,)):
+        raise ShapeError(f"bias must be int32[{channels}], got {b.dtype}{list(b.shape)}")
+    for name, v in (("multiplier", multiplier), ("shift", shift)):
+        if len(v) not in (1, channels):
+            raise ShapeError(f"{name} has {len(v)} values; expected 1 or {channels} (one per channel)")
+    if any(s < 0 or s > 62 for s in shift):
+        raise ShapeError(f"shift values must be in 0..62, got {list(shift)}")
+    if out_dtype not in INT8_TYPES or activation not in ("", "Relu"):
+        raise ShapeError(f"out_dtype must be int8/uint8 and activation ''/'Relu', "
+                         f"got {out_dtype!r}, {activation!r}")
+
+
+def _qconv_infer(x, w, b=None, *, strides, pads, dilations, group, multiplier, shift, out_dtype,
+                 activation, **zero_points):
+    require_rank(x, 4, "x")
+    require_rank(w, 4, "w")
+    if x.shape[1] != w.shape[1] * group or w.shape[0] % group:
+        raise ShapeError(f"channel mismatch: x {list(x.shape)}, w {list(w.shape)}, group={group}")
+    _check_requant(x, w, b, w.shape[0], multiplier, shift, out_dtype, activation)
+    return TensorType(out_dtype, (x.shape[0], w.shape[0]) + window_output_hw(x.shape, w.shape[2:], strides,
+                                                                              pads, dilations))
+
+
+def _qconv_cost(ins, outs, *, group, **attrs):
+    x, w = ins[0], ins[1]
+    flops = 2 * outs[0].numel * (x.shape[1] // group) * w.shape[2] * w.shape[3]
+    return Cost(flops, sum(t.nbytes for t in ins), sum(t.nbytes for t in outs))
+
+
+@register("QConv", inputs=(2, 3), infer=_qconv_infer, cost=_qconv_cost,
+          attrs={"strides": ("ints", (1, 1)), "pads": ("ints", (0, 0, 0, 0)), "dilations": ("ints", (1, 1)),
+                 "group": ("int", 1), **_REQUANT_ATTRS})
+def qconv(x, w, b=None, *, strides, pads, dilations, group, multiplier, shift, x_zero_point,
+          out_zero_point, out_dtype, activation):
+    """Integer 2-D conv (Conv's attributes) with the requantization in the module docstring."""
+    out_hw = window_output_hw(x.shape, w.shape[2:], strides, pads, dilations)
+    xs = x.astype(np.int64) - x_zero_point
+    windows = sliding_windows(xs, w.shape[2:], strides, pads, dilations, out_hw)
+    cin, cout = x.shape[1] // group, w.shape[0] // group
+    parts = [np.tensordot(windows[:, g * cin:(g + 1) * cin], w[g * cout:(g + 1) * cout].astype(np.int64),
+                          axes=([1, 4, 5], [1, 2, 3])) for g in range(group)]
+    acc = _wrap32(np.concatenate(parts, axis=-1).transpose(0, 3, 1, 2))
+    if b is not None:
+        acc = _wrap32(acc + b.astype(np.int64)[None, :, None, None])
+    return requantize(acc, 1, multiplier=multiplier, shift=shift, out_zero_point=out_zero_point,
+                      out_dtype=out_dtype, activation=activation)
+
+
+def _qmatmul_infer(x, w, b=None, *, multiplier, shift, out_dtype, activation, **zero_points):
+    if x.rank < 2 or w.rank != 2 or x.shape[-1] != w.shape[0]:
+        raise ShapeError(f"expects x [..., K] and w [K, N], got {list(x.shape)} and {list(w.shape)}")
+    _check_requant(x, w, b, w.shape[1], multiplier, shift, out_dtype, activation)
+    return TensorType(out_dtype, x.shape[:-1] + (w.shape[1],))
+
+
+def _qmatmul_cost(ins, outs, **attrs):
+    return Cost(2 * outs[0].numel * ins[1].shape[0], sum(t.nbytes for t in ins), sum(t.nbytes for t in outs))
+
+
+@register("QMatMul", inputs=(2, 3), infer=_qmatmul_infer, cost=_qmatmul_cost, attrs=dict(_REQUANT_ATTRS))
+def qmatmul(x, w, b=None, *, multiplier, shift, x_zero_point, out_zero_point, out_dtype, activation):
+    """Integer x [..., K] @ w [K, N] (+ bias [N]) with the requantization in the module docstring
+    (per output column N)."""
+    acc = _wrap32((x.astype(np.int64) - x_zero_point) @ w.astype(np.int64))
+    if b is not None:
+        acc = _wrap32(acc + b.astype(np.int64))
+    return requantize(acc, acc.ndim - 1, multiplier=multiplier, shift=shift, out_zero_point=out_zero_point,
+                      out_dtype=out_dtype, activation=activation)
+
+
+def _axis_view(v: np.ndarray, x: np.ndarray, axis: int) -> np.ndarray:
+    if v.ndim == 0 or v.size == 1:
+        return v.reshape(())
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    return v.reshape(shape)
+
+
+def _check_qparams(x, scale, zp, axis, what):
+    if scale.dtype != "float32" or (zp is not None and zp.dtype not in INT8_TYPES + ("int32",)):
+        raise ShapeError(f"{what}: scale must be float32 and zero_point int8/uint8/int32, got "
+                         f"{scale.dtype}{', ' + zp.dtype if zp is not None else ''}")
+    for name, t in (("scale", scale), ("zero_point", zp)):
+        if t is not None and t.numel != 1 and (t.rank != 1 or t.shape[0] != x.shape[axis]):
+            raise ShapeError(f"{what}: {name} {list(t.shape)} must be a scalar or [{x.shape[axis]}] "
+                             f"(axis {axis})")
+
+
+def _quantize_infer(x, scale, zp=None, *, axis):
+    _check_qparams(x, scale, zp, axis, "QuantizeLinear")
+    return TensorType(zp.dtype if zp is not None else "uint8", x.shape)
+
+
+@register("QuantizeLinear", inputs=(2, 3), attrs={"axis": ("int", 1)}, infer=_quantize_infer)
+def quantize_linear(x, scale, zp=None, *, axis):
+    """ONNX: saturate(round_half_even(x / scale) + zero_point); per-axis when scale is 1-D."""
+    dtype = zp.dtype if zp is not None else np.dtype("uint8")
+    q = np.rint(x / _axis_view(scale, x, axis))
+    if zp is not None:
+        q = q + _axis_view(zp, x, axis).astype(np.float64)
+    info = np.iinfo(dtype)
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def _dequantize_infer(x, scale, zp=None, *, axis):
+    _check_qparams(x, scale, zp, axis, "DequantizeLinear")
+    if x.dtype not in INT8_TYPES + ("int32",):
+        raise ShapeError(f"DequantizeLinear: x must be int8/uint8/int32, got {x.dtype}")
+    return TensorType("float32", x.shape)
+
+
+@register("DequantizeLinear", inputs=(2, 3), attrs={"axis": ("int", 1)}, infer=_dequantize_infer)
+def dequantize_linear(x, scale, zp=None, *, axis):
+    """ONNX: (x - zero_point) * scale, in float32; per-axis when scale is 1-D."""
+    xi = x.astype(np.int64)
+    if zp is not None:
+        xi = xi - _axis_view(zp, x, axis).astype(np.int64)
+    return (xi * _axis_view(scale, x, axis)).astype(np.float32)
