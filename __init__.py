@@ -47,17 +47,19 @@ def compile(model, target: str = "cpu", input_shapes: dict | None = None, passes
     return compile_model(model, target, input_shapes, passes, schedule, progress, cache)
 
 
-def optimize(model, rules=None, disable=()):
+def optimize(model, rules=None, disable=(), engine: str = "taso", time_limit: float = 20.0):
     """Rewrite an ONNX model with verified TASO-style rules; ONNX in, ONNX out.
 
     Args:
         model: an onnx.ModelProto, a path to a .onnx file, or its bytes.
         rules: rule names to use (default: all; `nnforge rules list`).
         disable: rule names to leave out.
+        engine: "taso" (backtracking search) or "egraph" (equality saturation).
+        time_limit: search budget in seconds.
     Returns:
         an onnx.ModelProto (opset 17) computing the same outputs, validated against the
         input with the reference interpreter.
     """
     from .passes.rewrite import optimize_model
 
-    return optimize_model(model, rules, disable)[0]
+    return optimize_model(model, rules, disable, engine=engine, time_limit=time_limit)[0]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from .cache import model_key, model_path, store_model
 from .errors import ArtifactError, UnsupportedError
@@ -11,11 +11,15 @@ from .runtime import CompiledModel, load
 
 
 def import_graph(model, input_shapes=None, progress=None):
-    """An ir.Graph from a path / bytes / onnx.ModelProto (or an ir.Graph, copied)."""
-    from .ir import Graph
+    """An ir.Graph from a path / bytes / onnx.ModelProto (or an ir.Graph, copied). A path ending in
+    .nnir is nnforge's graph text (ir/printer.py), e.g. a quantized graph with QConv nodes."""
+    from .ir import Graph, parse_graph
 
     if isinstance(model, Graph):
         return model.copy()
+    if isinstance(model, (str, os.PathLike)) and os.fspath(model).endswith(".nnir"):
+        with open(model) as f:
+            return parse_graph(f.read())
     from .frontend.onnx import import_model
 
     t0 = time.time()
@@ -31,11 +35,14 @@ def compile_model(model, target="cpu", input_shapes=None, passes=None, schedule=
     from .codegen.kernel import CpuTarget
     from .codegen.rules import ScheduleOptions
 
-    if target != "cpu":
-        raise UnsupportedError(f"unknown target {target!r}; available: 'cpu'")
     cpu = CpuTarget.host()
     options = schedule if isinstance(schedule, ScheduleOptions) else ScheduleOptions.parse(schedule)
-    key = model_key(model, input_shapes, passes, options, cpu.to_json()) if cache else None
+    if target == "vta":  # not cached: its artifact holds VTA programs besides CPU modules
+        return _compile_vta(model, cpu, input_shapes, passes, options, progress)
+    device, options = (cpu, options) if target == "cpu" else _gpu_target(target, options)
+    # Pass objects (e.g. passes.quantize.quantize_pass with its calibration feeds) have no cache key
+    cacheable = cache and all(isinstance(p, str) for p in passes or ())
+    key = model_key(model, input_shapes, passes, options, device.to_json()) if cacheable else None
     if key and os.path.isdir(model_path(key)):
         try:
             compiled = load(model_path(key))
@@ -44,20 +51,53 @@ def compile_model(model, target="cpu", input_shapes=None, passes=None, schedule=
             return compiled
         except ArtifactError:  # a stale or damaged entry: compile again and replace it
             pass
-    compiled = _compile_uncached(model, cpu, input_shapes, passes, options, progress)
+    compiled = _compile_uncached(model, device, input_shapes, passes, options, progress)
     if key:
         store_model(compiled, key)
     return compiled
 
 
-def _compile_uncached(model, cpu, input_shapes, passes, options, progress) -> CompiledModel:
-    from .codegen.cpu import build, lower
+def _gpu_target(target, options):
+    """(CudaTarget, options) for a target that is not "cpu"/"vta": "cuda", a JSON string or a dict."""
+    from .codegen.cuda import parse_target
+
+    if not (target == "cuda" or isinstance(target, dict) or str(target).lstrip().startswith("{")):
+        raise UnsupportedError(f"unknown target {target!r}; available: 'cpu', 'vta', 'cuda' "
+                               f"(or a JSON object such as '{{\"kind\": \"cuda\", \"arch\": \"sm_80\"}}')")
+    gpu = parse_target(target)
+    if options.measure:
+        raise UnsupportedError("--measure times kernels on this machine; the cuda target cannot be measured here")
+    # GPU kernels read plain NCHW: no blocked CPU layouts (codegen/layout.py)
+    return gpu, replace(options, overrides={**options.overrides, "layout": False})
+
+
+def optimized_graph(model, input_shapes=None, passes=None, progress=None):
+    """The imported graph after the passes, verified."""
     from .ir import verify
     from .passes import run_pipeline
 
-    graph = import_graph(model, input_shapes, progress)
-    graph = run_pipeline(graph, passes)
+    graph = run_pipeline(import_graph(model, input_shapes, progress), passes)
     verify(graph)
+    return graph
+
+
+def _compile_uncached(model, cpu, input_shapes, passes, options, progress) -> CompiledModel:
+    return compile_graph(optimized_graph(model, input_shapes, passes, progress), cpu, options, progress)
+
+
+def _compile_vta(model, cpu, input_shapes, passes, options, progress):
+    """VTA layers as instruction streams for the simulator, the rest as CPU segments (codegen/vta/target.py)."""
+    from .codegen.vta.target import compile_vta
+
+    graph = optimized_graph(model, input_shapes, passes, progress)
+    return compile_vta(graph, lambda segment: compile_graph(segment, cpu, options), progress=progress)
+
+
+def compile_graph(graph, cpu, options=None, progress=None) -> CompiledModel:
+    """A verified, optimized ir.Graph -> a CompiledModel for `cpu` (a CpuTarget, or a CudaTarget:
+    lower every node with that target's rules, build)."""
+    from .codegen.cpu import build, lower
+
     lowered = lower(graph, cpu, progress, options)
     ex = build(lowered, cpu, progress)
     spec = lambda vs: [(n, t.shape, t.dtype) for n, t in vs]  # noqa: E731

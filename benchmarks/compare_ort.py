@@ -2,9 +2,12 @@
 
 Weights are re-randomized (models/light_zoo.py). Each model is compiled cold into a fresh
 compile cache, compiled again (a cache hit), checked against ORT, then both run
-interleaved in this process; medians are reported.
+interleaved in this process; medians are reported. `--against S` also compiles each model
+with schedule overrides S (e.g. `layout=off`) and times the two nnforge builds interleaved
+(column "vs S": default / S; robust to machine load, unlike the ORT ratio on a busy machine).
 
-    .venv/bin/python benchmarks/compare_ort.py [--rounds 10] [--json out.json] [--schedule S] [MODEL ...]
+    .venv/bin/python benchmarks/compare_ort.py [--rounds 10] [--json out.json] [--schedule S] [--against S]
+        [MODEL ...]
 """
 import argparse
 import json
@@ -14,7 +17,7 @@ import tempfile
 import time
 
 import nnforge
-from nnforge.bench import compare_with_ort
+from nnforge.bench import compare_with_ort, interleaved
 from nnforge.models import light_zoo
 
 
@@ -23,6 +26,7 @@ def main():
     p.add_argument("models", nargs="*", default=list(light_zoo.NAMES))
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--schedule", help="schedule overrides, e.g. winograd=off")
+    p.add_argument("--against", help="also time a build with these overrides, e.g. layout=off")
     p.add_argument("--json")
     args = p.parse_args()
     os.environ["NNFORGE_CACHE_DIR"] = tempfile.mkdtemp(prefix="nnforge-bench-cache-")
@@ -40,9 +44,15 @@ def main():
         r = compare_with_ort(model, light_zoo.input_feed(model), compiled=compiled, rounds=args.rounds)
         r.pop("spread")
         r.update(compile_s=cold, cached_compile_s=cached)
+        if args.against:
+            other = nnforge.compile(model, schedule=args.against)
+            feed = light_zoo.input_feed(model)
+            t = interleaved({"this": lambda: compiled.run(feed), "other": lambda: other.run(feed)}, args.rounds)
+            r["vs_against"] = t["this"]["median"] / t["other"]["median"]
         rows.append(dict(model=name, **r))
         print(f"{name:14s} {cold:7.1f} {cached:8.2f} {r['nnforge_ms']:10.2f} {r['ort_ms']:8.2f} "
-              f"{r['ratio']:6.2f} {r['max_rel_err']:8.1e}", flush=True)
+              f"{r['ratio']:6.2f} {r['max_rel_err']:8.1e}"
+              + (f"  vs {args.against}: {r['vs_against']:.2f}" if args.against else ""), flush=True)
     geo = math.exp(sum(math.log(r["ratio"]) for r in rows) / len(rows))
     print(f"geometric mean ratio nnforge/ORT: {geo:.2f}")
     if args.json:

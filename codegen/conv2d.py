@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .conv2d_generic import ConvGeometry, conv2d_generic, conv_epilogue
+from .conv2d_generic import ConvEpilogue, ConvGeometry, conv2d_generic, conv_in_blocks
 from .kernel import Kernel, LowerNode
 from .rules import make_kernel, rule
 from .schedule_tiles import pick_tile, round_up
@@ -92,7 +92,8 @@ def _pick_ic_block(cg: int, limit: int = 16) -> int:
     return min(d for d in range(8, cg + 1) if cg % d == 0)
 
 
-def plan_blocked_conv(g: ConvGeometry, lanes: int, exact_columns: bool = False) -> BlockedConvPlan:
+def plan_blocked_conv(g: ConvGeometry, lanes: int, exact_columns: bool = False,
+                      whole_vectors: bool = False) -> BlockedConvPlan:
     """Choose block sizes for the blocked conv of geometry `g` with `lanes` SIMD lanes.
 
     Among output-channel blocks of half, 1, 2 or 4 vectors and tiles of up to
@@ -108,13 +109,14 @@ def plan_blocked_conv(g: ConvGeometry, lanes: int, exact_columns: bool = False) 
         lanes: fp32 SIMD lanes.
         exact_columns: only tiles that divide the output width (the conv then reads the
             unpadded input directly).
+        whole_vectors: only blocks of whole vectors (the output is written NCHW{lanes}c).
     Returns:
         the plan.
     """
     mg, cols = g.m // g.groups, g.ow
     registers = vector_registers(lanes)
     best = None
-    for oc_bn in (lanes // 2, lanes, 2 * lanes, 4 * lanes):
+    for oc_bn in (lanes, 2 * lanes, 4 * lanes) if whole_vectors else (lanes // 2, lanes, 2 * lanes, 4 * lanes):
         vecs = max(1, oc_bn // lanes)
         half = lanes / oc_bn if oc_bn < lanes else 1.0  # a half vector does half the work per FMA
         for n in range(1, min(cols, MAX_TILE_COLUMNS) + 1):
@@ -175,8 +177,8 @@ def _blocked_weight_operand(n: LowerNode, g: ConvGeometry, p: BlockedConvPlan):
     return _weight_operand(n, shape, lambda w: pack_weight_blocked(w, g.groups, p), pack_te)
 
 
-def _pad_pack_input(x, g: ConvGeometry, hp: int, wp: int, c_bn: int, cg: int):
-    """x NCHW -> [N, G, ceil(Cg/c_bn), hp, wp, c_bn] with the conv's zero padding applied
+def _pad_pack_input(read_x, dtype: str, g: ConvGeometry, hp: int, wp: int, c_bn: int, cg: int):
+    """x (read_x(n, c, h, w), NCHW or blocked) -> [N, G, ceil(Cg/c_bn), hp, wp, c_bn] with the conv's zero padding applied
     (and zero channels past C when c_bn does not divide the channel count). Only the bounds
     that can be crossed are tested: an unpadded input packs without a predicate."""
     from tvm import te, tirx
@@ -186,8 +188,8 @@ def _pad_pack_input(x, g: ConvGeometry, hp: int, wp: int, c_bn: int, cg: int):
         tests = [(g.pt > 0, y >= g.pt), (hp > g.pt + g.h, y < g.pt + g.h),
                  (g.pl > 0, xx >= g.pl), (wp > g.pl + g.w, xx < g.pl + g.w), (cg % c_bn != 0, ch < g.c)]
         inside = [t for needed, t in tests if needed]
-        v = x[b, ch, y - g.pt, xx - g.pl]
-        return tirx.if_then_else(tirx.all(*inside), v, tirx.const(0, x.dtype)) if inside else v
+        v = read_x(b, ch, y - g.pt, xx - g.pl)
+        return tirx.if_then_else(tirx.all(*inside), v, tirx.const(0, dtype)) if inside else v
 
     return te.compute((g.n, g.groups, -(-cg // c_bn), hp, wp, c_bn), value, name="data_pack")
 
@@ -196,24 +198,36 @@ def _padded_input_extent(out: int, stride: int, k: int, dil: int) -> int:
     return (out - 1) * stride + (k - 1) * dil + 1
 
 
-def _unpack_output(conv, g: ConvGeometry, mg: int, oc_bn: int, bias, activation: str):
-    """Blocked conv result -> NCHW (dropping padded channels/columns), adding the bias and
-    applying the fused activation."""
+def _unpack_output(conv, g: ConvGeometry, mg: int, oc_bn: int, epilogue: ConvEpilogue, out_block: int = 0):
+    """Blocked conv result [N, G, Mg/oc_bn, OH, OWp, k, oc_bn/k] -> NCHW (k = 1), or
+    NCHW{out_block}c (one group, k = oc_bn/out_block vectors of out_block channels: TVM's
+    region analysis cannot invert `co % k * out_block + ci`, so the conv keeps k as an axis),
+    dropping padded channels/columns, through the epilogue (bias, residual, fused activation)."""
     from tvm import te
+
+    if out_block:
+        k = oc_bn // out_block
+        return te.compute(
+            (g.n, g.m // out_block, g.oh, g.ow, out_block),
+            lambda b, co, y, xx, ci: epilogue(conv[b, 0, co // k, y, xx, co % k, ci],
+                                              b, co * out_block + ci, y, xx), name="unpack")
 
     def value(b, m, y, xx):
         gi, mm = (m // mg, m % mg) if mg < g.m else (0, m)  # no `m % M`: region analysis rejects it
-        return conv_epilogue(conv[b, gi, mm // oc_bn, y, xx, mm % oc_bn], m, bias, activation)
+        return epilogue(conv[b, gi, mm // oc_bn, y, xx, 0, mm % oc_bn], b, m, y, xx)
 
     return te.compute((g.n, g.m, g.oh, g.ow), value, name="unpack")
 
 
 def _schedule_unpack(sch, lanes: int):
-    """Parallel over (n, channel, row); the row is short, leave it to LLVM."""
-    b, m, y, xx = sch.get_loops(sch.get_sblock("unpack"))
-    sch.parallel(sch.fuse(b, m, y))
-    if sch.get(xx).extent.value % lanes == 0:
-        sch.vectorize(sch.split(xx, [None, lanes])[1])
+    """Parallel over (n, channel (block), row); NCHW rows are short, left to LLVM; a blocked
+    output's channels are one vector."""
+    loops = sch.get_loops(sch.get_sblock("unpack"))
+    sch.parallel(sch.fuse(*loops[:3]))
+    if len(loops) == 5:
+        sch.vectorize(loops[-1])
+    elif sch.get(loops[-1]).extent.value % lanes == 0:
+        sch.vectorize(sch.split(loops[-1], [None, lanes])[1])
 
 
 def _schedule_pack(sch, name: str):
@@ -245,8 +259,9 @@ def rows_per_block(g: ConvGeometry, p: BlockedConvPlan) -> int:
     return rows if rows_outer < oc_outer else 0
 
 
-def _schedule_direct(n: LowerNode, p: BlockedConvPlan, rows: int, unpacked: bool, direct_write: bool):
-    """Schedule of the blocked conv "conv" (loops b, gi, oc, y, x, ob; rc, ry, rx) and its
+def _schedule_direct(n: LowerNode, p: BlockedConvPlan, rows: int, unpacked: bool, direct_write: bool,
+                     out_block: int):
+    """Schedule of the blocked conv "conv" (loops b, gi, oc, y, x, k, ob; rc, ry, rx) and its
     unpack (written from the register tile when `direct_write`, else a separate pass).
 
     The register tile (reg_n columns x oc_bn lanes) accumulates in a local buffer over the
@@ -256,7 +271,7 @@ def _schedule_direct(n: LowerNode, p: BlockedConvPlan, rows: int, unpacked: bool
     def apply(sch):
         blk = sch.get_sblock("conv")
         acc = sch.cache_write(blk, 0, "local")
-        b, gi, oc, y, xx, ob, rc, ry, rx = sch.get_loops(blk)
+        b, gi, oc, y, xx, kk, ob, rc, ry, rx = sch.get_loops(blk)
         xo, xi = sch.split(xx, [None, p.reg_n])
         rco, rci = sch.split(rc, [None, p.ic_bn])
         if rows:
@@ -264,9 +279,10 @@ def _schedule_direct(n: LowerNode, p: BlockedConvPlan, rows: int, unpacked: bool
             outer = [b, gi, yb, oc, y]
         else:
             outer = [b, gi, oc, y]
-        sch.reorder(*outer, xo, rco, ry, rx, rci, xi, ob)
+        sch.reorder(*outer, xo, rco, ry, rx, rci, xi, kk, ob)
         sch.unroll(rci)
         sch.unroll(xi)
+        sch.unroll(kk)
         sch.vectorize(ob)
         sch.parallel(sch.fuse(*outer))
         sch.decompose_reduction(blk, rco)
@@ -275,8 +291,11 @@ def _schedule_direct(n: LowerNode, p: BlockedConvPlan, rows: int, unpacked: bool
             # and no separate unpack pass (measured 1.6x faster on a 1x1 64->256 conv at 56x56)
             sch.compute_inline(acc)
             sch.reverse_compute_at(sch.get_sblock("unpack"), xo)
-            for loop in sch.get_loops(sch.get_sblock("unpack"))[-2:]:  # channels x columns of the tile
+            tile = sch.get_loops(sch.get_sblock("unpack"))[-(3 if out_block else 2):]
+            for loop in tile:  # channels x columns of the tile (x channels in a block, vectorized)
                 sch.unroll(loop)  # straight-line stores: 6-10% faster than loops (r50 stem, 1x1 64->256)
+            if out_block:
+                sch.vectorize(tile[-1])
         else:
             sch.reverse_compute_at(acc, xo)
             sch.vectorize(sch.get_loops(acc)[-1])
@@ -294,14 +313,16 @@ def _direct_kernel(n: LowerNode, g: ConvGeometry) -> Kernel:
     from tvm import te
 
     unpacked = _is_1x1_gemm(g, n.target.vector_lanes)
-    p = plan_blocked_conv(g, n.target.vector_lanes, exact_columns=unpacked)
+    out_block = n.out_block if g.groups == 1 and g.m % max(n.out_block, 1) == 0 else 0
+    p = plan_blocked_conv(g, n.target.vector_lanes, exact_columns=unpacked, whole_vectors=out_block > 0)
+    out_block = out_block if p.oc_bn % max(out_block, 1) == 0 else 0
     cg, mg = g.c // g.groups, g.m // g.groups
-    x = n.placeholder(0, "x")
-    if unpacked:  # a 1x1 conv reads NCHW as it is: the broadcasts of a tile are one row's pixels
+    x, read_x = n.reader(0, "x")
+    if unpacked:  # a 1x1 conv reads its input as it is: the broadcasts of a tile are one row's pixels
         def data_at(b, gi, c, y, xx):
-            return x[b, gi * cg + c, y, xx]
+            return read_x(b, gi * cg + c, y, xx)
     else:
-        data = _pad_pack_input(x, g, _padded_input_extent(g.oh, g.sh, g.kh, g.dh),
+        data = _pad_pack_input(read_x, x.dtype, g, _padded_input_extent(g.oh, g.sh, g.kh, g.dh),
                                _padded_input_extent(p.cols_padded, g.sw, g.kw, g.dw), p.ic_bn, cg)
 
         def data_at(b, gi, c, y, xx):
@@ -310,24 +331,27 @@ def _direct_kernel(n: LowerNode, g: ConvGeometry) -> Kernel:
     rc = te.reduce_axis((0, cg), name="rc")
     ry = te.reduce_axis((0, g.kh), name="ry")
     rx = te.reduce_axis((0, g.kw), name="rx")
+    k = p.oc_bn // out_block if out_block else 1  # vectors per output-channel block, as an axis
     conv = te.compute(
-        (g.n, g.groups, p.mg_padded // p.oc_bn, g.oh, p.cols_padded, p.oc_bn),
-        lambda b, gi, oc, y, xx, ob: te.sum(
+        (g.n, g.groups, p.mg_padded // p.oc_bn, g.oh, p.cols_padded, k, p.oc_bn // k),
+        lambda b, gi, oc, y, xx, kk, ob: te.sum(
             data_at(b, gi, rc, y * g.sh + ry * g.dh, xx * g.sw + rx * g.dw)
-            * w[gi, oc, rc // p.ic_bn, ry, rx, rc % p.ic_bn, ob], axis=[rc, ry, rx]),
+            * w[gi, oc, rc // p.ic_bn, ry, rx, rc % p.ic_bn, kk * (p.oc_bn // k) + ob], axis=[rc, ry, rx]),
         name="conv")
-    bias = n.placeholder(2, "bias") if len(n.inputs) > 2 else None
-    y = _unpack_output(conv, g, mg, p.oc_bn, bias, n.attrs.get("activation", ""))
-    ins, args = [x, w_ph] + ([bias] if bias is not None else []), [0, w_arg, 2][:len(n.inputs)]
+    epilogue = ConvEpilogue.of(n, read_blocks=True)
+    y = _unpack_output(conv, g, mg, p.oc_bn, epilogue, out_block)
+    ins, args = [x, w_ph] + epilogue.inputs, [0, w_arg] + epilogue.args
     rows = rows_per_block(g, p)
-    layout = ("NCHW->", "1x1") if unpacked else (f"NCHW{p.ic_bn}c->", "direct")
+    stored = f"NCHW{n.input_block(0)}c" if n.input_block(0) else "NCHW"
+    layout = (f"{stored}->", "1x1") if unpacked else (f"NCHW{p.ic_bn}c->", "direct")
     desc = (f"conv2d {layout[0]}NCHW{p.oc_bn}c {layout[1]}, tile {p.reg_n}x{p.oc_bn}, "
             f"{f'{rows}-row blocks outer' if rows else 'channel blocks outer'}, "
             f"{'pre-packed' if n.inputs[1].is_constant else 'packed'} weights")
     # A group whose output channels do not fill whole blocks (ShuffleNet: 34) cannot be written
     # to NCHW from the tile (TVM's region analysis rejects the nested channel index): unpack pass.
     direct_write = g.groups == 1 or mg % p.oc_bn == 0
-    kernel = make_kernel(ins, [y], _schedule_direct(n, p, rows, unpacked, direct_write), args, desc)
+    kernel = make_kernel(ins, [y], _schedule_direct(n, p, rows, unpacked, direct_write, out_block), args, desc)
+    kernel.in_blocks, kernel.out_block = conv_in_blocks(n), out_block
     kernel.extra["flops"] = 2.0 * g.n * g.m * g.oh * g.ow * cg * g.kh * g.kw * p.slowdown
     return kernel
 
@@ -379,8 +403,8 @@ def conv2d_depthwise(n: LowerNode) -> Kernel | None:
     owp = round_up(g.ow, reg_n)
     # one group of cp channels: the packing and unpacking of the blocked conv apply as they are
     flat = ConvGeometry(g.n, g.c, g.h, g.w, g.m, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, 1, g.oh, g.ow)
-    x = n.placeholder(0, "x")
-    data = _pad_pack_input(x, flat, _padded_input_extent(g.oh, g.sh, g.kh, g.dh),
+    x, read_x = n.reader(0, "x")
+    data = _pad_pack_input(read_x, x.dtype, flat, _padded_input_extent(g.oh, g.sh, g.kh, g.dh),
                            _padded_input_extent(owp, g.sw, g.kw, g.dw), lanes, g.c)
 
     def pack_numpy(w):
@@ -397,20 +421,21 @@ def conv2d_depthwise(n: LowerNode) -> Kernel | None:
     ry = te.reduce_axis((0, g.kh), name="ry")
     rx = te.reduce_axis((0, g.kw), name="rx")
     conv = te.compute(
-        (g.n, 1, cp // lanes, g.oh, owp, lanes),
-        lambda b, gi, cb, y, xx, c: te.sum(
+        (g.n, 1, cp // lanes, g.oh, owp, 1, lanes),
+        lambda b, gi, cb, y, xx, _, c: te.sum(
             data[b, gi, cb, y * g.sh + ry * g.dh, xx * g.sw + rx * g.dw, c] * wp_t[cb, ry, rx, c], axis=[ry, rx]),
         name="conv")
-    bias = n.placeholder(2, "bias") if len(n.inputs) > 2 else None
-    y = _unpack_output(conv, flat, cp, lanes, bias, n.attrs.get("activation", ""))
-    ins, args = [x, w_ph] + ([bias] if bias is not None else []), [0, w_arg, 2][:len(n.inputs)]
+    epilogue = ConvEpilogue.of(n, read_blocks=True)
+    out_block = lanes if n.out_block == lanes else 0  # channels are blocked by the lanes already
+    y = _unpack_output(conv, flat, cp, lanes, epilogue, out_block)
+    ins, args = [x, w_ph] + epilogue.inputs, [0, w_arg] + epilogue.args
 
     def schedule(sch):
         blk = sch.get_sblock("conv")
         acc = sch.cache_write(blk, 0, "local")
-        b, gi, cb, yy, xx, c, ry_, rx_ = sch.get_loops(blk)
+        b, gi, cb, yy, xx, one, c, ry_, rx_ = sch.get_loops(blk)
         xo, xi = sch.split(xx, [None, reg_n])
-        sch.reorder(b, gi, cb, yy, xo, ry_, rx_, xi, c)
+        sch.reorder(b, gi, cb, yy, xo, ry_, rx_, xi, one, c)
         sch.reverse_compute_at(acc, xo)
         sch.unroll(rx_)
         sch.unroll(xi)
@@ -423,7 +448,9 @@ def conv2d_depthwise(n: LowerNode) -> Kernel | None:
             _schedule_pack(sch, "w_pack")
         _schedule_unpack(sch, lanes)
 
-    return make_kernel(ins, [y], schedule, args, f"depthwise conv2d NCHW{lanes}c, tile {reg_n}x{lanes}")
+    kernel = make_kernel(ins, [y], schedule, args, f"depthwise conv2d NCHW{lanes}c, tile {reg_n}x{lanes}")
+    kernel.in_blocks, kernel.out_block = conv_in_blocks(n), out_block
+    return kernel
 
 
 @rule("Conv", fallback=True)

@@ -10,6 +10,7 @@ vectorized.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from ..errors import CompileError
 from .kernel import Kernel, LowerNode
@@ -49,34 +50,78 @@ class ConvGeometry:
                             a["group"], oh, ow)
 
 
-def conv_epilogue(value, channel, bias, activation: str = ""):
-    """A conv's final output stage, shared by every Conv lowering rule: the accumulated
-    `value` of output channel `channel`, plus the bias, then the fused activation.
+def _activations() -> dict:
+    """Conv `activation` attribute -> TIR expression builder (the set of ir.ops.nn.CONV_ACTIVATIONS)."""
+    from .elementwise import ELEMENTWISE
 
-    Args:
-        value: the conv sum at one output element (a TIR expression or te tensor element).
-        channel: the output channel index (TIR expression).
-        bias: the bias placeholder [M], or None.
-        activation: the Conv's `activation` attribute ("" or "Relu").
-    Returns:
-        the TIR expression stored to the output.
+    return {"": lambda v: v, "Relu": ELEMENTWISE["Relu"], "Relu6": lambda v: ELEMENTWISE["Clip"](v, 0.0, 6.0),
+            "HardSwish": ELEMENTWISE["HardSwish"], "Sigmoid": ELEMENTWISE["Sigmoid"]}
+
+
+@dataclass
+class ConvEpilogue:
+    """A conv's final output stage, shared by every Conv lowering rule: the accumulated value
+    of output element (b, m, y, x), plus bias[m], plus residual[b, m, y, x], then the fused
+    activation.
+
+    bias: the bias placeholder [M] (node input 2), or None.
+    residual: the residual placeholder, the output's type (node input 3), or None.
+    activation: the Conv's `activation` attribute.
     """
-    from .elementwise import relu
 
-    if hasattr(value, "asobject"):  # a te tensor element: the TIR load it stands for
-        value = value.asobject()
-    if bias is not None:
-        value = value + bias[channel]
-    if activation == "Relu":
-        value = relu(value)
-    elif activation:
-        raise CompileError(f"Conv activation {activation!r} has no lowering")
-    return value
+    bias: object
+    residual: object
+    activation: str
+    read_residual: Callable | None = None  # read(b, m, y, x) of a residual stored blocked
+
+    @staticmethod
+    def of(n: LowerNode, read_blocks: bool = False) -> "ConvEpilogue":
+        """The epilogue of Conv node `n`; CompileError for an activation with no lowering.
+        read_blocks: read the residual where it is stored (LowerNode.blocks), else as typed."""
+        activation = n.attrs.get("activation", "")
+        if activation not in _activations():
+            raise CompileError(f"node {n.name} (Conv): activation {activation!r} has no lowering; "
+                               f"expected one of {sorted(_activations())}")
+        residual, read_residual = None, None
+        if len(n.inputs) > 3:
+            residual, read_residual = n.reader(3, "residual") if read_blocks else (n.placeholder(3, "residual"), None)
+        return ConvEpilogue(n.placeholder(2, "bias") if len(n.inputs) > 2 else None, residual, activation,
+                            read_residual)
+
+    @property
+    def inputs(self) -> list:
+        """The kernel inputs it reads (after x and w), in node-input order."""
+        return [t for t in (self.bias, self.residual) if t is not None]
+
+    @property
+    def args(self) -> list:
+        """Kernel.args of `inputs`: node inputs 2 and 3."""
+        return [2, 3][:len(self.inputs)]
+
+    @property
+    def is_identity(self) -> bool:
+        return not self.inputs and not self.activation
+
+    def __call__(self, value, b, m, y, x):
+        """The TIR expression stored at output (b, m, y, x) for the conv sum `value` there."""
+        if hasattr(value, "asobject"):  # a te tensor element: the TIR load it stands for
+            value = value.asobject()
+        if self.bias is not None:
+            value = value + self.bias[m]
+        if self.residual is not None:
+            value = value + (self.read_residual(b, m, y, x) if self.read_residual else self.residual[b, m, y, x])
+        return _activations()[self.activation](value)
+
+    def flops(self, g: "ConvGeometry") -> int:
+        """FLOPs over the whole output (one per output element per step)."""
+        steps = len(self.inputs) + int(bool(self.activation))
+        return g.n * g.m * g.oh * g.ow * steps
 
 
-def epilogue_flops(g: "ConvGeometry", has_bias: bool, activation: str) -> int:
-    """FLOPs of `conv_epilogue` over the whole output (one per output element per step)."""
-    return g.n * g.m * g.oh * g.ow * (int(has_bias) + int(bool(activation)))
+def conv_in_blocks(n: LowerNode) -> tuple:
+    """Kernel.in_blocks of a Conv kernel that reads x and the residual where they are stored
+    (through `n.reader`, and `ConvEpilogue.of(n, read_blocks=True)`); weights and bias as typed."""
+    return tuple(n.input_block(i) if i in (0, 3) else 0 for i in range(len(n.inputs)))
 
 
 def _source_stage(x, shape, value_at, name="source"):
@@ -90,9 +135,9 @@ def _source_stage(x, shape, value_at, name="source"):
     return te.compute(shape, value, name=name)
 
 
-def _direct_conv(src, weight_at, bias, out_shape, cg, mg, kh, kw, strides, dilations, activation=""):
-    """out[b, m, y, x] = act(sum_{c, ry, rx} src[b, group(m)*cg + c, y*s + ry*d, x*s + rx*d]
-    * weight_at(m, c, ry, rx) + bias[m])."""
+def _direct_conv(src, weight_at, epilogue, out_shape, cg, mg, kh, kw, strides, dilations):
+    """out[b, m, y, x] = epilogue(sum_{c, ry, rx} src[b, group(m)*cg + c, y*s + ry*d, x*s + rx*d]
+    * weight_at(m, c, ry, rx))."""
     from tvm import te
 
     rc = te.reduce_axis((0, cg), name="rc")
@@ -102,10 +147,9 @@ def _direct_conv(src, weight_at, bias, out_shape, cg, mg, kh, kw, strides, dilat
     conv = te.compute(out_shape, lambda b, m, y, xx: te.sum(
         src[b, (m // mg) * cg + rc, y * sh + ry * dh, xx * sw + rx * dw] * weight_at(m, rc, ry, rx),
         axis=[rc, ry, rx]), name="conv")
-    if bias is None and not activation:
+    if epilogue.is_identity:
         return conv
-    return te.compute(out_shape, lambda b, m, y, xx: conv_epilogue(conv[b, m, y, xx], m, bias, activation),
-                      name="epilogue")
+    return te.compute(out_shape, lambda b, m, y, xx: epilogue(conv[b, m, y, xx], b, m, y, xx), name="epilogue")
 
 
 def schedule_direct_conv(lanes: int, has_epilogue: bool):
@@ -133,15 +177,14 @@ def conv2d_generic(n: LowerNode) -> Kernel:
     wp = (g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1
     src = _source_stage(x, (g.n, g.c, hp, wp), lambda y, xx: (
         tirx.all(y >= g.pt, y < g.pt + g.h, xx >= g.pl, xx < g.pl + g.w), y - g.pt, xx - g.pl))
-    ins, args, bias = [x, w], [0, 1], None
-    if len(n.inputs) > 2:
-        bias = n.placeholder(2, "bias")
-        ins, args = ins + [bias], args + [2]
-    activation = n.attrs.get("activation", "")
-    out = _direct_conv(src, lambda m, c, ry, rx: w[m, c, ry, rx], bias, n.outputs[0].shape,
-                       g.c // g.groups, g.m // g.groups, g.kh, g.kw, (g.sh, g.sw), (g.dh, g.dw), activation)
-    return make_kernel(ins, [out], schedule_direct_conv(n.target.vector_lanes, bias is not None or activation),
-                       args, "conv2d generic direct (row accumulator)" + (f" + {activation}" if activation else ""))
+    epilogue = ConvEpilogue.of(n)
+    out = _direct_conv(src, lambda m, c, ry, rx: w[m, c, ry, rx], epilogue, n.outputs[0].shape,
+                       g.c // g.groups, g.m // g.groups, g.kh, g.kw, (g.sh, g.sw), (g.dh, g.dw))
+    activation = epilogue.activation
+    kernel = make_kernel([x, w] + epilogue.inputs, [out],
+                         schedule_direct_conv(n.target.vector_lanes, not epilogue.is_identity), [0, 1] + epilogue.args,
+                         "conv2d generic direct (row accumulator)" + (f" + {activation}" if activation else ""))
+    return kernel
 
 
 @rule("ConvTranspose")
@@ -172,11 +215,10 @@ def conv_transpose_generic(n: LowerNode) -> Kernel:
         return valid, ty // sh, tx // sw
 
     src = _source_stage(x, (b, c, hp, wp), source_at)
-    ins, args, bias = [x, w], [0, 1], None
-    if len(n.inputs) > 2:
-        bias = n.placeholder(2, "bias")
-        ins, args = ins + [bias], args + [2]
+    bias = n.placeholder(2, "bias") if len(n.inputs) > 2 else None
+    epilogue = ConvEpilogue(bias, None, "")
     out = _direct_conv(src, lambda m, rc, ry, rx: w[(m // mg) * cg + rc, m % mg, kh - 1 - ry, kw - 1 - rx],
-                       bias, out_shape, cg, mg, kh, kw, (1, 1), (dh, dw))
-    return make_kernel(ins, [out], schedule_direct_conv(n.target.vector_lanes, bias is not None), args,
+                       epilogue, out_shape, cg, mg, kh, kw, (1, 1), (dh, dw))
+    return make_kernel([x, w] + epilogue.inputs, [out], schedule_direct_conv(n.target.vector_lanes, bias is not None),
+                       [0, 1] + epilogue.args,
                        "conv_transpose generic: direct conv over zero-inserted input")

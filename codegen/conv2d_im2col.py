@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .conv2d_generic import ConvGeometry, conv_epilogue, epilogue_flops
+from .conv2d_generic import ConvEpilogue, ConvGeometry, conv_in_blocks
 from .kernel import Kernel, LowerNode
 from .rules import make_kernel, rule
 from .schedule_tiles import pick_tile, round_up
@@ -49,7 +49,7 @@ def conv2d_im2col(n: LowerNode) -> Kernel | None:
     jp = round_up(pixels, bn)
     mr = pick_tile(g.m, 6 if lanes <= 8 else 12, min_tile=2)
     mp = round_up(g.m, mr)
-    x = n.placeholder(0, "x")
+    x, read_x = n.reader(0, "x")
     taps = g.kh * g.kw
     if n.inputs[1].is_constant:
         packed = pack_weight_rows(n.inputs[1].data, mr, mp)
@@ -66,20 +66,23 @@ def conv2d_im2col(n: LowerNode) -> Kernel | None:
         y = (j // g.ow) * g.sh + (k % taps // g.kw) * g.dh - g.pt
         xx = (j % g.ow) * g.sw + (k % g.kw) * g.dw - g.pl
         inside = tirx.all(j < pixels, y >= 0, y < g.h, xx >= 0, xx < g.w)
-        return tirx.if_then_else(inside, x[b, k // taps, y, xx], tirx.const(0, "float32"))
+        return tirx.if_then_else(inside, read_x(b, k // taps, y, xx), tirx.const(0, "float32"))
 
     col = te.compute((g.n, jp // bn, k_len, bn), col_value, name="im2col")
     kk = te.reduce_axis((0, k_len), name="k")
     prod = te.compute((g.n, mp, jp), lambda b, m, j: te.sum(
         wa[m // mr, kk, m % mr] * col[b, j // bn, kk, j % bn], axis=kk), name="product")
-    bias = n.placeholder(2, "bias") if len(n.inputs) > 2 else None
-
-    activation = n.attrs.get("activation", "")
+    epilogue = ConvEpilogue.of(n, read_blocks=True)
+    out_block = n.out_block
 
     def out_value(b, m, y, xx):
-        return conv_epilogue(prod[b, m, y * g.ow + xx], m, bias, activation)
+        return epilogue(prod[b, m, y * g.ow + xx], b, m, y, xx)
 
-    out = te.compute((g.n, g.m, g.oh, g.ow), out_value, name="epilogue")
+    if out_block:  # NCHW{b}c: the product's rows are channels, a vector of them per pixel
+        out = te.compute((g.n, g.m // out_block, g.oh, g.ow, out_block),
+                         lambda b, co, y, xx, ci: out_value(b, co * out_block + ci, y, xx), name="epilogue")
+    else:
+        out = te.compute((g.n, g.m, g.oh, g.ow), out_value, name="epilogue")
 
     def schedule(sch):
         blk = sch.get_sblock("product")
@@ -102,12 +105,11 @@ def conv2d_im2col(n: LowerNode) -> Kernel | None:
         sch.vectorize(sch.get_loops(sch.get_sblock("im2col"))[-1])
         if not n.inputs[1].is_constant:
             sch.parallel(sch.get_loops(sch.get_sblock("w_pack"))[0])
-        eb, em, ey, ex = sch.get_loops(sch.get_sblock("epilogue"))
+        eb, em, *_ = sch.get_loops(sch.get_sblock("epilogue"))
         sch.parallel(sch.fuse(eb, em))
 
-    ins = [x, w_ph] + ([bias] if bias is not None else [])
-    args = [0, w_arg] + ([2] if bias is not None else [])
     desc = f"conv2d im2col+GEMM, panels of {bn} pixels, tile {mr}x{bn}"
-    kernel = make_kernel(ins, [out], schedule, args, desc)
-    kernel.extra["flops"] = 2 * g.n * mp * jp * k_len + epilogue_flops(g, bias is not None, activation)
+    kernel = make_kernel([x, w_ph] + epilogue.inputs, [out], schedule, [0, w_arg] + epilogue.args, desc)
+    kernel.in_blocks, kernel.out_block = conv_in_blocks(n), out_block
+    kernel.extra["flops"] = 2 * g.n * mp * jp * k_len + epilogue.flops(g)
     return kernel

@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .conv2d_generic import ConvGeometry, conv_epilogue, epilogue_flops
+from .conv2d_generic import ConvEpilogue, ConvGeometry, conv_in_blocks
 from .kernel import Kernel, LowerNode
 from .rules import make_kernel, rule
 from .schedule_tiles import pick_tile, round_up
@@ -149,13 +149,16 @@ def conv2d_winograd(n: LowerNode, m: int) -> Kernel | None:
     u = transform_weight(n.inputs[1].data, m)
     u = np.pad(u, ((0, 0), (0, 0), (0, pl.cp - g.c), (0, pl.kp - g.m)))
     u = np.ascontiguousarray(u.reshape(a, a, pl.cp, pl.kp // pl.co_t, pl.co_t).transpose(0, 1, 3, 2, 4))
-    x = n.placeholder(0, "x")
+    x, read_x = n.reader(0, "x")
     u_ph = n.constant_placeholder(u, "u")
 
     def pad_pack(b, c, y, xx, v):
         ch = c * cb + v
-        inside = tirx.all(y >= g.pt, y < g.pt + g.h, xx >= g.pl, xx < g.pl + g.w, ch < g.c)
-        return tirx.if_then_else(inside, x[b, tirx.min(ch, g.c - 1), y - g.pt, xx - g.pl], tirx.const(0, "float32"))
+        inside = [y >= g.pt, y < g.pt + g.h, xx >= g.pl, xx < g.pl + g.w]
+        if g.c % cb:  # a channel tail: clamp the read (a blocked input has none: its index stays c, v)
+            inside.append(ch < g.c)
+            ch = tirx.min(ch, g.c - 1)
+        return tirx.if_then_else(tirx.all(*inside), read_x(b, ch, y - g.pt, xx - g.pl), tirx.const(0, "float32"))
 
     d = te.compute((g.n, pl.cp // cb, pl.nth * m + 2, pl.ntw * m + 2, cb), pad_pack, name="data_pack")
 
@@ -183,14 +186,14 @@ def conv2d_winograd(n: LowerNode, m: int) -> Kernel | None:
                                for i in range(m)])
 
     yt = te.compute((g.n, pl.kp // lanes, pl.nth * m, pl.ntw * m, lanes), y_value, name="inverse")
-    bias = n.placeholder(2, "bias") if len(n.inputs) > 2 else None
-
-    activation = n.attrs.get("activation", "")
-
-    def out_value(b, k, y, xx):
-        return conv_epilogue(yt[b, k // lanes, y, xx, k % lanes], k, bias, activation)
-
-    out = te.compute((g.n, g.m, g.oh, g.ow), out_value, name="unpack")
+    epilogue = ConvEpilogue.of(n, read_blocks=True)
+    out_block = lanes if n.out_block == lanes else 0  # the inverse transform writes NCHW{lanes}c already
+    if out_block:
+        out = te.compute((g.n, g.m // lanes, g.oh, g.ow, lanes), lambda b, kb, y, xx, v: epilogue(
+            yt[b, kb, y, xx, v], b, kb * lanes + v, y, xx), name="unpack")
+    else:
+        out = te.compute((g.n, g.m, g.oh, g.ow), lambda b, k, y, xx: epilogue(
+            yt[b, k // lanes, y, xx, k % lanes], b, k, y, xx), name="unpack")
 
     def schedule(sch):
         blk = sch.get_sblock
@@ -237,14 +240,15 @@ def conv2d_winograd(n: LowerNode, m: int) -> Kernel | None:
         sch.unroll(ls[-4])
         sch.unroll(ls[-3])
         sch.vectorize(ls[-1])
-        ub, uk, uy, ux = sch.get_loops(blk("unpack"))
-        sch.parallel(sch.fuse(ub, uk, uy))
+        unpack = sch.get_loops(blk("unpack"))
+        sch.parallel(sch.fuse(*unpack[:3]))
+        if out_block:
+            sch.vectorize(unpack[-1])
 
-    ins = [x, u_ph] + ([bias] if bias is not None else [])
-    args = [0, u] + ([2] if bias is not None else [])
-    kernel = make_kernel(ins, [out], schedule, args,
+    kernel = make_kernel([x, u_ph] + epilogue.inputs, [out], schedule, [0, u] + epilogue.args,
                          f"conv2d winograd F({m}x{m},3x3), {pl.p} tiles, GEMM tile {pl.p_t}x{pl.co_t}")
-    kernel.extra["flops"] = pl.flops(epilogue_flops(g, bias is not None, activation))
+    kernel.in_blocks, kernel.out_block = conv_in_blocks(n), out_block
+    kernel.extra["flops"] = pl.flops(epilogue.flops(g))
     # the transformed weights U (a*a/9 times the weights) are what this kernel streams
     kernel.extra["bytes"] = u.nbytes + sum(i.type.nbytes for i in n.inputs[:1]) + n.outputs[0].nbytes
     return kernel

@@ -15,7 +15,8 @@ import numpy as np
 
 from ..errors import CompileError
 from ..ir.types import TensorType
-from .kernel import CpuTarget, KernelInput, LowerNode
+from .kernel import CpuTarget, KernelInput, LowerNode, stored_type
+from .layout import assign_blocks, layout_name, layout_transform
 from .rules import ScheduleOptions, check_overrides, select
 
 
@@ -29,6 +30,7 @@ class LoweredNode:
     schedule: str
     rule: str = ""
     candidates: str = ""  # the rules considered, with estimated (and measured) times
+    layout: str = ""  # "NCHW16c -> NCHW": the layout its kernel reads (first input) and writes
 
 
 @dataclass
@@ -72,30 +74,43 @@ def lower(graph, target: CpuTarget, progress=None, options: ScheduleOptions | No
         return param_index[id(array)]
 
     # phase 1: pick a kernel per node (params must be known before main's signature)
-    calls, report = [], []
+    blocks = assign_blocks(graph, target.vector_lanes) if (options or ScheduleOptions()).overrides.get(
+        "layout", True) else {}
+    flow = _LayoutFlow(target)
     kernels = _KernelTable()
+    report = []
     t0 = time.time()
-    for i, node in enumerate(graph.nodes):
-        ln = LowerNode(node.op, node.name, node.attrs,
-                       [KernelInput(v.type, v.data) for v in node.inputs],
-                       [v.type for v in node.outputs], target)
-        choice = select(ln, options)
-        kernel = choice.kernel
-        n_in = len(kernel.func.params) - len(node.outputs)
+
+    def emit(kernel, node_name, op, inputs, outs, in_blocks, out_block, rule="", candidates=""):
+        """Add one call: `inputs` are the node's input values, `in_blocks` the layouts it reads
+        them in, `outs` [(env key, stored type)], output 0 stored in `out_block`."""
+        n_in = len(kernel.func.params) - len(outs)
         if n_in != len(kernel.args):
-            raise CompileError(f"node {node.name} ({node.op}): kernel has {n_in} input params but "
+            raise CompileError(f"node {node_name} ({op}): kernel has {n_in} input params but "
                                f"{len(kernel.args)} args")
         args = []
         for a in kernel.args:
             if isinstance(a, np.ndarray):
                 args.append(("param", param_slot(a)))
+            elif inputs[a].is_constant:
+                args.append(("param", param_slot(inputs[a].data)))
             else:
-                v = node.inputs[a]
-                args.append(("param", param_slot(v.data)) if v.is_constant else ("value", v.name))
-        name = kernels.add(kernel.func, node.op)
-        calls.append((node, name, args))
-        report.append(LoweredNode(node.name, node.op, name, kernel.schedule, choice.rule.name,
-                                  choice.explain()))
+                args.append(("value", flow.key(inputs[a], in_blocks[a] if a < len(in_blocks) else 0, emit)))
+        name = kernels.add(kernel.func, op)
+        flow.calls.append((name, args, outs))
+        report.append(LoweredNode(node_name, op, name, kernel.schedule, rule, candidates,
+                                  _layouts_text(inputs, in_blocks, outs, out_block)))
+
+    for i, node in enumerate(graph.nodes):
+        ln = flow.lower_node(node, blocks)
+        choice = select(ln, options)
+        kernel = choice.kernel
+        built_on_blocks = ln.op != "Conv" and ln.out_block  # the kernel took the stored 5-D types
+        in_blocks = ln.blocks if built_on_blocks else kernel.in_blocks
+        out_block = ln.out_block if built_on_blocks else kernel.out_block
+        outs = [(v.name, stored_type(v.type, out_block if k == 0 else 0)) for k, v in enumerate(node.outputs)]
+        emit(kernel, node.name, node.op, node.inputs, outs, in_blocks, out_block, choice.rule.name, choice.explain())
+        flow.stored[node.outputs[0].name] = out_block
         if (i + 1) % 25 == 0 or i + 1 == len(graph.nodes):
             _report(progress, f"lowered {i + 1}/{len(graph.nodes)} nodes "
                               f"({len(kernels.funcs)} distinct kernels, {time.time() - t0:.1f}s)")
@@ -103,6 +118,7 @@ def lower(graph, target: CpuTarget, progress=None, options: ScheduleOptions | No
     for v in graph.outputs:  # constant outputs are passed through as parameters
         if v.is_constant:
             param_slot(v.data)
+    out_keys = [None if v.is_constant else flow.key(v, 0, emit) for v in graph.outputs]
 
     # phase 2: emit main
     bb = relax.BlockBuilder()
@@ -112,20 +128,68 @@ def lower(graph, target: CpuTarget, progress=None, options: ScheduleOptions | No
     with bb.function("main", in_vars + p_vars):
         gvars = {name: bb.add_func(func, name) for name, func in kernels.funcs}
         with bb.dataflow():
-            for node, name, args in calls:
+            for name, args, outs in flow.calls:
                 rargs = [p_vars[x] if kind == "param" else env[x] for kind, x in args]
-                out_ty = [_rtype(v.type) for v in node.outputs]
+                out_ty = [_rtype(t) for _, t in outs]
                 res = bb.emit(relax.call_tir(gvars[name], rargs, out_ty if len(out_ty) > 1 else out_ty[0]))
                 if len(out_ty) == 1:
-                    env[node.outputs[0].name] = res
+                    env[outs[0][0]] = res
                 else:
-                    for k, v in enumerate(node.outputs):
-                        env[v.name] = bb.emit(relax.TupleGetItem(res, k))
-            outs = [p_vars[param_slot(v.data)] if v.is_constant else env[v.name] for v in graph.outputs]
+                    for k, (key, _) in enumerate(outs):
+                        env[key] = bb.emit(relax.TupleGetItem(res, k))
+            outs = [p_vars[param_slot(v.data)] if v.is_constant else env[key]
+                    for v, key in zip(graph.outputs, out_keys)]
             result = bb.emit_output(relax.Tuple(outs))
         bb.emit_func_output(result)
     return Lowered(bb.get(), param_arrays, [(v.name, v.type) for v in graph.inputs],
                    [(v.name, v.type) for v in graph.outputs], report)
+
+
+class _LayoutFlow:
+    """Where each run-time value is stored (NCHW or NCHW{b}c) and the calls made so far;
+    converts a value on demand with a layout_transform call (once per value and layout)."""
+
+    def __init__(self, target: CpuTarget):
+        self.target = target
+        self.stored: dict = {}  # value name -> block it is stored in (missing: 0, as typed)
+        self.calls: list = []  # [(kernel name, args, [(env key, physical type)])]
+
+    def key(self, v, block: int, emit) -> str:
+        """The env key of value `v` stored in `block`, adding a transform call when needed."""
+        have = self.stored.get(v.name, 0)
+        if have == block:
+            return v.name
+        key = f"{v.name}@{layout_name(v.type.shape, block)}"
+        if key not in self.stored:
+            self.stored[key] = block
+            ln = LowerNode("LayoutTransform", key, {}, [KernelInput(v.type)], [v.type], self.target)
+            kernel = layout_transform(ln, have, block)
+            emit(kernel, key, "LayoutTransform", [v], [(key, stored_type(v.type, block))], kernel.in_blocks, block)
+        return key
+
+    def lower_node(self, node, blocks: dict) -> LowerNode:
+        """The LowerNode of `node` in the layouts chosen: a Conv is told where its inputs are
+        stored and the block wanted for its output; an op that runs blocked sees 5-D types."""
+        inputs = [KernelInput(v.type, v.data) for v in node.inputs]
+        outputs = [v.type for v in node.outputs]
+        block = blocks.get(node.outputs[0].name, 0)
+        if node.op == "Conv":
+            return LowerNode(node.op, node.name, node.attrs, inputs, outputs, self.target,
+                             tuple(self.stored.get(v.name, 0) for v in node.inputs), block)
+        if block:
+            inputs = [KernelInput(stored_type(v.type, block)) for v in node.inputs]
+            outputs = [stored_type(node.outputs[0].type, block)]
+            return LowerNode(node.op, node.name, node.attrs, inputs, outputs, self.target,
+                             tuple(block for _ in inputs), block)
+        return LowerNode(node.op, node.name, node.attrs, inputs, outputs, self.target)
+
+
+def _layouts_text(inputs, in_blocks, outs, out_block: int) -> str:
+    """"NCHW16c -> NCHW16c": the layout a kernel reads its first run-time input in and writes."""
+    first = next((k for k, v in enumerate(inputs) if not v.is_constant), None)
+    src = "" if first is None else layout_name(inputs[first].type.shape,
+                                               in_blocks[first] if first < len(in_blocks) else 0)
+    return f"{src} -> {layout_name(outs[0][1].shape, out_block)}"
 
 
 def _rtype(t: TensorType):

@@ -47,15 +47,16 @@ def _staged_input(x, geometry, fill):
         return x
     (h, *_, top, _), (w, *_, left, _) = geometry
 
-    def fn(b, c, i, j):
+    def fn(b, c, i, j, *v):  # v: the channel within a block of an NCHW{b}c input
         inside = tirx.all(i >= top, i < h + top, j >= left, j < w + left)
-        return te.if_then_else(inside, x[b, c, i - top, j - left], tirx.const(fill, x.dtype))
+        return te.if_then_else(inside, x[(b, c, i - top, j - left, *v)], tirx.const(fill, x.dtype))
 
-    return te.compute(tuple(x.shape[:2]) + tuple(spans), fn, name="pad")
+    return te.compute(tuple(x.shape[:2]) + tuple(spans) + tuple(x.shape[4:]), fn, name="pad")
 
 
 def _window_reduce(n: LowerNode, x, combine, fill, dtype: str, name: str):
-    """te reduction over every window tap: combine(value as `dtype`, axis=[kh, kw])."""
+    """te reduction over every window tap: combine(value as `dtype`, axis=[kh, kw]); x is NCHW
+    or NCHW{b}c (a 5-D x keeps its last axis)."""
     from tvm import te
 
     geometry = _window_geometry(n)
@@ -63,10 +64,33 @@ def _window_reduce(n: LowerNode, x, combine, fill, dtype: str, name: str):
     (_, oh, kh, sh, _, dh), (_, ow, kw, sw, _, dw) = geometry
     rh, rw = te.reduce_axis((0, kh), "kh"), te.reduce_axis((0, kw), "kw")
     return te.compute(
-        tuple(x.shape[:2]) + (oh, ow),
-        lambda b, c, i, j: combine(src[b, c, i * sh + rh * dh, j * sw + rw * dw].astype(dtype),
-                                   axis=[rh, rw]),
+        tuple(x.shape[:2]) + (oh, ow) + tuple(x.shape[4:]),
+        lambda b, c, i, j, *v: combine(src[(b, c, i * sh + rh * dh, j * sw + rw * dw, *v)].astype(dtype),
+                                       axis=[rh, rw]),
         name=name)
+
+
+def schedule_blocked_window_pool(reduce_name: str, output_name: str | None):
+    """Schedule for `_window_reduce` over NCHW{b}c: parallel over (n, channel block, output
+    row); per output pixel the taps accumulate a vector of the block's channels."""
+    def apply(sch):
+        block = sch.get_sblock(reduce_name)
+        out = sch.get_sblock(output_name) if output_name else sch.cache_write(block, 0, "local")
+        b, c, i, j, v = sch.get_loops(out)
+        rows = sch.fuse(b, c, i)
+        sch.parallel(rows)
+        sch.vectorize(v)
+        sch.compute_at(block, j)
+        taps = sch.get_loops(block)[2:]  # under rows and j: v, then the taps kh, kw
+        sch.reorder(*taps[1:], taps[0])
+        sch.vectorize(taps[0])  # before the init is split off: TVM rejects it after
+        init = sch.decompose_reduction(block, taps[1])
+        sch.vectorize(sch.get_loops(init)[-1])
+        if any(sch.get(b_).name_hint == "pad" for b_ in sch.get_child_blocks(sch.get_sblock("root"))):
+            pad = sch.get_sblock("pad")
+            sch.compute_at(pad, rows)
+            sch.vectorize(sch.get_loops(pad)[-1])
+    return apply
 
 
 def schedule_window_pool(reduce_name: str, output_name: str | None, lanes: int):
@@ -113,6 +137,11 @@ def schedule_window_pool(reduce_name: str, output_name: str | None, lanes: int):
     return apply
 
 
+def _blocked(n: LowerNode) -> bool:
+    """The pool runs on NCHW{b}c tensors (codegen/layout.py gives it their 5-D types)."""
+    return n.out_block > 0
+
+
 @rule("MaxPool")
 def max_pool_rows(n: LowerNode) -> Kernel:
     from tvm import te
@@ -120,6 +149,9 @@ def max_pool_rows(n: LowerNode) -> Kernel:
     x = n.placeholder(0)
     dtype = n.inputs[0].type.dtype
     y = _window_reduce(n, x, te.max, _lowest(dtype), dtype, "max_pool")
+    if _blocked(n):
+        return make_kernel([x], [y], schedule_blocked_window_pool("max_pool", None), [0],
+                           "NCHWc window max, vector of channels, parallel rows")
     return make_kernel([x], [y], schedule_window_pool("max_pool", None, lanes_for(n.target, dtype)),
                        [0], "row-parallel window max, staged padded rows")
 
@@ -146,8 +178,11 @@ def average_pool_rows(n: LowerNode) -> Kernel:
     counts = _window_counts(n).astype(acc)
     count = n.constant_placeholder(counts, "counts")
     total = _window_reduce(n, x, te.sum, 0.0, acc, "window_sum")
-    y = te.compute(total.shape, lambda b, c, i, j: (total[b, c, i, j] / count[i, j]).astype(dtype),
+    y = te.compute(total.shape, lambda b, c, i, j, *v: (total[(b, c, i, j, *v)] / count[i, j]).astype(dtype),
                    name="average_pool")
+    if _blocked(n):
+        return make_kernel([x, count], [y], schedule_blocked_window_pool("window_sum", "average_pool"),
+                           [0, counts], "NCHWc window sum, vector of channels, parallel rows")
     return make_kernel([x, count], [y],
                        schedule_window_pool("window_sum", "average_pool", lanes_for(n.target, dtype)),
                        [0, counts], "row-parallel window sum, staged padded rows")
@@ -157,11 +192,30 @@ def _global_reduce(n: LowerNode, combine, dtype: str, name: str):
     from tvm import te
 
     x = n.placeholder(0)
+    if _blocked(n):  # [N, C/b, H, W, b]: sum over H, W for a vector of channels
+        spatial = [te.reduce_axis((0, d), f"r{i}") for i, d in enumerate(n.inputs[0].type.shape[2:4])]
+        out = te.compute(n.outputs[0].shape, lambda b, c, _h, _w, v: combine(
+            x[(b, c, *spatial, v)].astype(dtype), axis=spatial), name=name)
+        return x, out
     spatial = [te.reduce_axis((0, d), f"r{i}") for i, d in enumerate(n.inputs[0].type.shape[2:])]
     out = te.compute(n.outputs[0].shape,
                      lambda b, c, *_: combine(x[(b, c, *spatial)].astype(dtype), axis=spatial),
                      name=name)
     return x, out
+
+
+def _schedule_blocked_global(name: str):
+    """Parallel over (n, channel block); the spatial loops outside the vector of channels
+    (the division of an average is a pass over C values only: left alone)."""
+    def apply(sch):
+        block = sch.get_sblock(name)
+        b, c, h, w, v, rh, rw = sch.get_loops(block)
+        sch.reorder(b, c, h, w, rh, rw, v)
+        sch.parallel(sch.fuse(b, c))
+        sch.vectorize(v)
+        init = sch.decompose_reduction(block, rh)
+        sch.vectorize(sch.get_loops(init)[-1])
+    return apply
 
 
 @rule("GlobalMaxPool")
@@ -170,6 +224,9 @@ def global_max_pool(n: LowerNode) -> Kernel:
 
     dtype = n.inputs[0].type.dtype
     x, y = _global_reduce(n, te.max, dtype, "global_max_pool")
+    if _blocked(n):
+        return make_kernel([x], [y], _schedule_blocked_global("global_max_pool"), [0],
+                           "NCHWc: parallel over channel blocks, vector of channels")
     return make_kernel([x], [y], schedule_reduction(lanes_for(n.target, dtype)), [0],
                        "parallel over channels, serial max")
 
@@ -180,8 +237,11 @@ def global_average_pool(n: LowerNode) -> Kernel:
 
     dtype = n.inputs[0].type.dtype
     x, total = _global_reduce(n, te.sum, _accumulator(dtype), "spatial_sum")
-    count = math.prod(n.inputs[0].type.shape[2:])
+    count = math.prod(n.inputs[0].type.shape[2:4] if _blocked(n) else n.inputs[0].type.shape[2:])
     y = te.compute(total.shape, lambda *i: (total(*i) / float(count)).astype(dtype),
                    name="global_average_pool")
+    if _blocked(n):
+        return make_kernel([x], [y], _schedule_blocked_global("spatial_sum"), [0],
+                           "NCHWc: parallel over channel blocks, vector of channels")
     return make_kernel([x], [y], schedule_reduction(lanes_for(n.target, dtype)), [0],
                        "parallel over channels, serial sum")

@@ -6,14 +6,16 @@ applies (the fallback). Rules live in the kernel modules listed in KERNEL_MODULE
 register themselves with `@rule("Op", name=..., family=..., efficiency=...)`.
 
 Among the rules that apply to a node, the cheapest by the analytical cost model wins
-(`estimate_seconds`: the node's FLOPs at the rule's fraction of peak, or its bytes at
-memory bandwidth, whichever is slower); ties go to the earlier rule. With
+(`estimate_seconds`: the node's FLOPs at the rule's fraction of peak plus its bytes at
+memory bandwidth on the CPU, the slower of the two where the target overlaps them); ties go to the earlier rule. With
 `ScheduleOptions(measure=True)` candidates are compiled and timed on this machine
 instead (results cached on disk, codegen/measure.py). Overrides switch a family of
 rules off (`winograd=off`) or make it win whenever it applies (`strassen=on`).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -21,7 +23,8 @@ from ..errors import CompileError, NnforgeError
 from .kernel import Kernel, LowerNode
 
 KERNEL_MODULES = ("elementwise", "reduce", "movement", "resize", "pool", "norm", "gemm", "gemm_strassen",
-                  "conv2d", "conv2d_winograd", "conv2d_im2col")
+                  "conv2d", "conv2d_winograd", "conv2d_im2col", "fused_elementwise", "sparse", "int8", "int8_conv",
+                  "conv2d_fused_layer")
 
 
 @dataclass(frozen=True)
@@ -34,13 +37,16 @@ class Rule:
     efficiency: float
     fn: Callable
     fallback: bool = False  # considered only when no other rule applies
+    opt_in: bool = False  # built only when its family is forced on (`family=on`)
 
 
-RULES: dict[str, list[Rule]] = {}
+RULES: dict[str, list[Rule]] = {}  # the CPU (llvm) rules
+TARGET_RULES: dict[str, dict] = {"llvm": RULES}  # target kind -> its rule table (codegen/cuda adds "cuda")
+_COMPUTE_ONLY = contextvars.ContextVar("nnforge_compute_only", default=False)
 
 
 def rule(*ops: str, name: str | None = None, family: str | None = None, efficiency: float = 0.5,
-         fallback: bool = False):
+         fallback: bool = False, table: dict | None = None, opt_in: bool = False):
     """Register the decorated function as the next lowering rule for each op in `ops`.
 
     Args:
@@ -49,11 +55,14 @@ def rule(*ops: str, name: str | None = None, family: str | None = None, efficien
         family: the name overrides use (`winograd=off`); default: the rule name.
         efficiency: expected fraction of peak FLOP rate, for the cost model.
         fallback: a generic rule, built only when no other rule applies (register it last).
+        table: the rule table of another target (default: RULES, the CPU's).
+        opt_in: build the rule only when its family is switched on (not yet calibrated).
     """
     def deco(fn):
         rname = name or fn.__name__.strip("_").replace("_", "-")
         for op in ops:
-            RULES.setdefault(op, []).append(Rule(op, rname, family or rname, efficiency, fn, fallback))
+            (RULES if table is None else table).setdefault(op, []).append(
+                Rule(op, rname, family or rname, efficiency, fn, fallback, opt_in))
         return fn
     return deco
 
@@ -115,31 +124,51 @@ def make_kernel(inputs, outputs, schedule, args, description: str) -> Kernel:
 
     func = te.create_prim_func(list(inputs) + list(outputs))
     sch = tvm.s_tir.Schedule(func)
-    if schedule is not None:
+    if schedule is not None and not _COMPUTE_ONLY.get():
         schedule(sch)
     return Kernel(sch.mod["main"].without_attr("global_symbol"), list(args), description)
+
+
+@contextlib.contextmanager
+def compute_only():
+    """Within this context `make_kernel` leaves PrimFuncs unscheduled: another target
+    (codegen/cuda) reuses the CPU rules' TE computes and schedules them itself."""
+    token = _COMPUTE_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _COMPUTE_ONLY.reset(token)
+
+
+def rules_for(target) -> dict:
+    """The rule table of `target` (by its `kind`: "llvm" for CpuTarget)."""
+    _load_rules()
+    return TARGET_RULES[target.kind]
 
 
 def check_overrides(options: ScheduleOptions):
     """NnforgeError naming any override family no rule belongs to (a typo would silently do nothing)."""
     _load_rules()
-    known = {r.family for rs in RULES.values() for r in rs}
+    known = {r.family for table in TARGET_RULES.values() for rs in table.values() for r in rs}
+    known.add("layout")  # layout=off: every value NCHW (codegen/layout.py), not a rule family
     unknown = sorted(set(options.overrides) - known)
     if unknown:
         raise NnforgeError(f"unknown schedule family {', '.join(unknown)}; known: {', '.join(sorted(known))}")
 
 
 def estimate_seconds(n: LowerNode, r: Rule, kernel: Kernel) -> float:
-    """Analytical time of `kernel`: roofline of its FLOPs and its bytes moved, each taken from
+    """Analytical time of `kernel` from its FLOPs and its bytes moved, each taken from
     kernel.extra ("flops", "bytes") when the schedule changes them (Winograd's transformed
-    weights, for example), else the node's registry cost; FLOPs run at the rule's efficiency."""
+    weights, for example), else the node's registry cost; FLOPs run at the rule's efficiency.
+    The roofline (the slower of the two) where the target overlaps memory traffic with compute
+    (`target.overlaps_memory`), else their sum (see CpuTarget)."""
     from ..ir import get_op
 
     cost = get_op(n.op).cost([i.type for i in n.inputs], n.outputs, n.attrs)
     flops = kernel.extra.get("flops", cost.flops)
     compute = flops / (r.efficiency * n.target.peak_flops)
     memory = kernel.extra.get("bytes", cost.bytes_read + cost.bytes_written) / n.target.memory_bandwidth
-    return max(compute, memory)
+    return max(compute, memory) if n.target.overlaps_memory else compute + memory
 
 
 def _run_rule(r: Rule, n: LowerNode):
@@ -162,16 +191,11 @@ def select(n: LowerNode, options: ScheduleOptions | None = None) -> Choice:
     empty = _run_rule(zero, n)  # a node with empty tensors gets a trivial kernel; op rules never see it
     if empty is not None:
         return Choice(zero, empty, [(zero, 0.0, None)])
-    if not RULES.get(n.op):
-        raise CompileError(f"node {n.name}: no CPU lowering for op {n.op}")
+    if not rules_for(n.target).get(n.op):
+        raise CompileError(f"node {n.name}: no {n.target.kind} lowering for op {n.op}")
     options = options or ScheduleOptions()
-    rules = [r for r in RULES[n.op] if options.overrides.get(r.family, True)]
-
-    def build(fallback: bool):
-        return [(r, k) for r in rules if r.fallback == fallback for k in [_run_rule(r, n)] if k is not None]
-
     # the generic rules only when nothing else applies: building them for every node wastes compile time
-    built = build(False) or build(True)
+    built = applicable(n, options, fallback=False) or applicable(n, options, fallback=True)
     if not built:
         raise CompileError(f"node {n.name} ({n.op}): no lowering rule applies "
                            f"(inputs {[str(i.type) for i in n.inputs]}, attrs {n.attrs}"
@@ -188,6 +212,17 @@ def select(n: LowerNode, options: ScheduleOptions | None = None) -> Choice:
                key=lambda i: (candidates[i][3] if candidates[i][3] is not None else candidates[i][2], i))
     r, k = candidates[best][0], candidates[best][1]
     return Choice(r, k, [(c[0], c[2], c[3]) for c in candidates])
+
+
+def applicable(n: LowerNode, options: ScheduleOptions | None = None, fallback: bool | None = None) -> list:
+    """[(rule, kernel)] of every rule of `n.op` that applies and is not switched off;
+    `fallback` True/False keeps only the generic / only the specific rules, None both."""
+    _load_rules()
+    options = options or ScheduleOptions()
+    rules = [r for r in rules_for(n.target).get(n.op, []) if options.overrides.get(r.family, True)
+             and (fallback is None or r.fallback == fallback)
+             and (not r.opt_in or options.overrides.get(r.family) is True)]
+    return [(r, k) for r in rules for k in [_run_rule(r, n)] if k is not None]
 
 
 def lower_node(n: LowerNode, options: ScheduleOptions | None = None) -> Kernel:

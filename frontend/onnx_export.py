@@ -3,7 +3,9 @@
 IR attributes that ONNX-17 takes as tensor inputs (Reshape shape, Slice bounds, Split
 sizes, Pad pads/value, Clip bounds, ReduceSum axes, Expand shape, Tile repeats, Resize
 roi/scales/sizes) become initializers; every other attribute maps one to one, except a
-Conv's fused `activation` (not ONNX): a Conv with activation="Relu" becomes Conv + Relu.
+Conv's fused residual input and `activation` (not ONNX): Conv(x, w, b, r) with
+activation="Relu" becomes Conv + Add + Relu. QConv / QMatMul become QDQ patterns
+(DequantizeLinear -> Conv/MatMul -> QuantizeLinear, see `_Exporter.qdq_layer`).
 """
 from __future__ import annotations
 
@@ -119,17 +121,68 @@ class _Exporter:
         return name
 
     def nodes(self, node) -> list:
-        """The ONNX nodes of one IR node: a Conv with a fused activation is Conv then that op."""
+        """The ONNX nodes of one IR node: a Conv with a fused residual and activation is Conv,
+        then Add of the residual, then the activation op (Relu6 as Clip(0, 6))."""
+        if node.op in ("QConv", "QMatMul"):
+            return self.qdq_layer(node)
         activation = node.attrs.get("activation", "") if node.op == "Conv" else ""
+        residual = node.inputs[3] if node.op == "Conv" and len(node.inputs) > 3 else None
         onnx_node = self.node(node)
         if node.op == "Conv":
             del onnx_node.attribute[[a.name for a in onnx_node.attribute].index("activation")]
-        if not activation:
-            return [onnx_node]
-        out = onnx_node.output[0]
-        onnx_node.output[0] = self.fresh_name(f"{out}_linear")
-        return [onnx_node, helper.make_node(activation, [onnx_node.output[0]], [out],
-                                            name=self.fresh_name(f"{node.name}_{activation.lower()}"))]
+            del onnx_node.input[3:]
+        out, nodes = onnx_node.output[0], [onnx_node]
+        if residual is not None:
+            nodes.append(helper.make_node("Add", [self.fresh_name(f"{out}_linear"), self.input_name(residual)],
+                                          [out], name=self.fresh_name(f"{node.name}_residual")))
+        if activation:
+            inputs = [self.fresh_name(f"{out}_linear")]
+            if activation == "Relu6":
+                inputs += [self.array_name(np.array(v, np.float32), self.fresh_name(f"{node.name}_{k}"))
+                           for k, v in (("min", 0.0), ("max", 6.0))]
+            nodes.append(helper.make_node("Clip" if activation == "Relu6" else activation, inputs, [out],
+                                          name=self.fresh_name(f"{node.name}_{activation.lower()}")))
+        for producer, consumer in zip(nodes, nodes[1:]):  # chain: each op reads the one before
+            producer.output[0] = consumer.input[0]
+        return nodes
+
+    def qdq_layer(self, node) -> list:
+        """QConv / QMatMul as the QDQ pattern ONNX Runtime fuses back into an integer layer: x
+        dequantized with scale 1 and its zero point, the int8 weights and int32 bias with the
+        requantization factors multiplier / 2**shift as their (per-channel) scales, the float
+        Conv / MatMul (+ bias Add, + Relu), then QuantizeLinear with scale 1 and the output zero
+        point. It computes round(acc * factor) + out_zero_point: our numbers to 1 LSB (ties)."""
+        a, (x, w), nodes = node.attrs, node.inputs[:2], []
+        axis = 0 if node.op == "QConv" else 1
+        factors = np.broadcast_to(np.array(a["multiplier"], np.float64) / 2.0 ** np.array(a["shift"], np.float64),
+                                  (w.type.shape[axis],)).astype(np.float32)
+
+        def const(array, what):
+            return self.array_name(np.asarray(array), self.fresh_name(f"{node.name}_{what}"))
+
+        def add(op, inputs, what, **attrs):
+            out = self.fresh_name(f"{node.name}_{what}")
+            nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
+            return out
+
+        one = const(np.float32(1), "one")
+        inputs = [add("DequantizeLinear", [self.input_name(x), one, const(np.array(a["x_zero_point"], x.type.dtype),
+                                                                           "x_zero_point")], "x"),
+                  add("DequantizeLinear", [self.input_name(w), const(factors, "w_scale"),
+                                           const(np.zeros(len(factors), np.int8), "w_zero_point")], "w", axis=axis)]
+        if len(node.inputs) > 2:
+            inputs.append(add("DequantizeLinear", [self.input_name(node.inputs[2]), const(factors, "b_scale"),
+                                                   const(np.zeros(len(factors), np.int32), "b_zero_point")], "b", axis=0))
+        if node.op == "QConv":
+            y = add("Conv", inputs, "conv", group=a["group"], **{k: list(a[k]) for k in ("strides", "pads", "dilations")})
+        else:
+            y = add("MatMul", inputs[:2], "matmul")
+            y = add("Add", [y, inputs[2]], "bias") if len(inputs) > 2 else y
+        if a["activation"] == "Relu":
+            y = add("Relu", [y], "relu")
+        zero_point = const(np.array(a["out_zero_point"], a["out_dtype"]), "out_zero_point")
+        nodes.append(helper.make_node("QuantizeLinear", [y, one, zero_point], [node.outputs[0].name], name=node.name))
+        return nodes
 
     def constant_node(self, value):
         """A Constant node, for a constant that is a graph output (outputs need a producer)."""

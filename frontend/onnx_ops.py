@@ -14,6 +14,7 @@ from ..ir.registry import broadcast_shapes
 from .onnx_load import numpy_dtype, sparse_to_array
 from .onnx_node import OnnxNode
 from .onnx_ops_nn import NN_CONVERTERS
+from .onnx_ops_quant import QUANT_CONVERTERS
 
 # ONNX ops that are IR ops of the same name; value = the attributes passed through.
 SAME_OP = {
@@ -291,6 +292,7 @@ CONVERTERS = {
     **{op: same_op(keep) for op, keep in SAME_OP.items()},
     **{op: reduce for op in ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd")},
     **NN_CONVERTERS,
+    **QUANT_CONVERTERS,
     "Identity": alias, "Dropout": dropout, "Cast": cast, "Clip": clip, "Concat": concat,
     "Gather": gather, "GatherElements": gather, "Transpose": transpose,
     "Reshape": reshape, "Flatten": flatten, "Squeeze": squeeze, "Unsqueeze": unsqueeze,

@@ -38,10 +38,26 @@ def register_pass(name: str):
     return deco
 
 
+PASS_FACTORIES: dict = {}  # prefix -> (argument -> Pass), for passes named "prefix:argument"
+
+
+def register_pass_factory(prefix: str):
+    """Register `factory(argument) -> Pass` for the parameterized passes "prefix:argument"
+    (e.g. "prune:block:16x1:0.9"); the factory raises NnforgeError for a bad argument."""
+    def deco(factory):
+        PASS_FACTORIES[prefix] = factory
+        return factory
+    return deco
+
+
 def get_pass(name: str) -> Pass:
     _load_passes()
+    prefix, sep, argument = name.partition(":")
+    if sep and prefix in PASS_FACTORIES:
+        return PASS_FACTORIES[prefix](argument)
     if name not in PASSES:
-        raise NnforgeError(f"unknown pass {name!r}; available: {sorted(PASSES)}")
+        raise NnforgeError(f"unknown pass {name!r}; available: {sorted(PASSES)} "
+                           f"and {', '.join(p + ':...' for p in sorted(PASS_FACTORIES))}")
     return PASSES[name]
 
 
@@ -105,4 +121,4 @@ class PassManager:
 
 
 def _load_passes():
-    from . import cleanup, rewrite  # noqa: F401  (register their passes)
+    from . import cleanup, fuse, prune, quantize, rewrite  # noqa: F401  (register their passes)

@@ -42,6 +42,38 @@ def _contiguous(a: np.ndarray) -> np.ndarray:
     return a if a.flags.c_contiguous else a.copy()
 
 
+def check_feeds(inputs, feeds: dict) -> list:
+    """The feeds as numpy arrays in the order of `inputs` ([(name, shape, dtype)]); InputError on a
+    missing, unknown or mistyped feed."""
+    names = [n for n, _, _ in inputs]
+    extra = sorted(set(feeds) - set(names))
+    if extra:
+        raise InputError(f"unknown input(s) {extra}; the model's inputs are {names}")
+    arrays = []
+    for name, shape, dtype in inputs:
+        if name not in feeds:
+            raise InputError(f"missing input {name!r}; the model's inputs are {names}")
+        a = np.asarray(feeds[name])
+        if a.dtype != np.dtype(dtype) or a.shape != tuple(shape):
+            raise InputError(f"input {name!r}: expected {dtype}{list(shape)}, got {a.dtype}{list(a.shape)}")
+        arrays.append(a)
+    return arrays
+
+
+def target_device(target: dict):
+    """The tvm device a model compiled for `target` (its manifest dict) runs on; ArtifactError
+    when this machine has none (a CUDA model without an NVIDIA GPU and driver)."""
+    import tvm.runtime
+
+    if target.get("kind") != "cuda":
+        return tvm.runtime.cpu(0)
+    if not (tvm.runtime.enabled("cuda") and tvm.runtime.cuda(0).exist):
+        raise ArtifactError(f"this model was compiled for CUDA ({target.get('arch')}) and needs an NVIDIA "
+                            f"GPU with its driver; none is available on this machine (compile with "
+                            f"target='cpu' to run here)")
+    return tvm.runtime.cuda(0)
+
+
 class CompiledModel:
     """A model ready to run on the CPU.
 
@@ -51,14 +83,9 @@ class CompiledModel:
 
     def __init__(self, module, params, inputs, outputs, target: dict, executable=None, report=None,
                  library: str | None = None):
-        import tvm.runtime
-        from tvm.runtime.vm import VirtualMachine
-
-        self._dev = tvm.runtime.cpu(0)
-        self._vm = VirtualMachine(module, self._dev)
-        self._main = self._vm["main"]
+        self._module = module
+        self._session = None  # (device, vm, params on the device): made on first use
         self._params_np = list(params)
-        self._params = [tvm.runtime.tensor(_contiguous(p), self._dev) for p in params]
         self.inputs = [(n, tuple(s), d) for n, s, d in inputs]  # (name, shape, dtype)
         self.outputs = [(n, tuple(s), d) for n, s, d in outputs]
         self.target = target
@@ -74,32 +101,35 @@ class CompiledModel:
         Returns:
             list of numpy arrays, in graph output order.
         """
-        res = self._main(*self._feed_tensors(feeds), *self._params)
+        _, vm, params = self._device_session()
+        res = vm["main"](*self._feed_tensors(feeds), *params)
         return [res[i].numpy() for i in range(len(self.outputs))]
 
     def _feed_tensors(self, feeds: dict) -> list:
         """The feeds as tvm tensors in input order; InputError on a missing, unknown or mistyped feed."""
         import tvm.runtime
 
-        names = [n for n, _, _ in self.inputs]
-        extra = sorted(set(feeds) - set(names))
-        if extra:
-            raise InputError(f"unknown input(s) {extra}; the model's inputs are {names}")
-        tensors = []
-        for name, shape, dtype in self.inputs:
-            if name not in feeds:
-                raise InputError(f"missing input {name!r}; the model's inputs are {names}")
-            a = np.asarray(feeds[name])
-            if a.dtype != np.dtype(dtype) or a.shape != shape:
-                raise InputError(f"input {name!r}: expected {dtype}{list(shape)}, got {a.dtype}{list(a.shape)}")
-            tensors.append(tvm.runtime.tensor(_contiguous(a), self._dev))
-        return tensors
+        dev = self._device_session()[0]
+        return [tvm.runtime.tensor(_contiguous(a), dev) for a in check_feeds(self.inputs, feeds)]
+
+    def _device_session(self):
+        """(device, VirtualMachine, params on the device), made on first use, so that a model
+        compiled for a GPU on a machine without one can still be exported."""
+        if self._session is None:
+            import tvm.runtime
+            from tvm.runtime.vm import VirtualMachine
+
+            dev = target_device(self.target)
+            self._session = (dev, VirtualMachine(self._module, dev),
+                             [tvm.runtime.tensor(_contiguous(p), dev) for p in self._params_np])
+        return self._session
 
     def time(self, feeds: dict, number: int = 10, repeat: int = 5) -> list:
         """Seconds per run, one entry per repeat (each the mean of `number` runs)."""
         args = self._feed_tensors(feeds)
-        f = self._vm.time_evaluator("main", self._dev, number=number, repeat=repeat)
-        return list(f(*args, *self._params).results)
+        dev, vm, params = self._device_session()
+        f = vm.time_evaluator("main", dev, number=number, repeat=repeat)
+        return list(f(*args, *params).results)
 
     def export(self, path: str) -> str:
         """Write the artifact directory `path` (created if needed); returns the path.
@@ -153,9 +183,14 @@ def load(path: str) -> CompiledModel:
         if _sha256(fpath) != digest:
             raise ArtifactError(f"{path}: {name} does not match the manifest's sha256 "
                                 f"(modified or corrupted)")
+    if manifest.get("backend") == "vta":  # VTA layers and CPU segments: runtime/vta/module.py
+        from .vta.module import load_vta
+
+        return load_vta(path, manifest)
     with np.load(os.path.join(path, PARAMS_FILE), allow_pickle=False) as z:
         params = [z[f"p{i}"] for i in range(manifest["num_params"])]
     lib = os.path.join(path, LIB_FILE)
+    target_device(manifest["target"])  # no GPU for a CUDA model: say so before TVM's loader fails
     spec = lambda xs: [(x["name"], x["shape"], x["dtype"]) for x in xs]  # noqa: E731
     return CompiledModel(tvm.runtime.load_module(lib), params, spec(manifest["inputs"]),
                          spec(manifest["outputs"]), manifest["target"], report=manifest.get("kernels"),

@@ -45,7 +45,8 @@ def test_inspect_prints_ir_histogram_and_flops(model_path):
 def test_bench_prints_side_by_side(model_path):
     r = nnforge_cli("bench", model_path, "--rounds", "3")
     assert r.returncode == 0, r.stderr
-    assert "nnforge" in r.stdout and "ort" in r.stdout and "ratio nnforge/ORT" in r.stdout
+    assert "nnforge" in r.stdout and "ort" in r.stdout and "tvm (stock)" in r.stdout
+    assert "ratio nnforge/ORT" in r.stdout
 
 
 def test_errors_are_messages_not_tracebacks(tmp_path):

@@ -1,14 +1,20 @@
 """Lower one int8 conv2d (or dense) layer to a VTA instruction stream and DRAM image.
 
-Tiles are (image, output-channel block, band of output rows). Buffers are split in two
-halves used by alternate tiles (TVM's two virtual threads), so tile t+1 loads while tile t
-computes and tile t-1 stores. Per tile:
-  load:    LOAD INP per input-channel block (conv halo as LOAD padding), LOAD WGT if the half
-           holds another output block's weights
-  compute: [LOAD ACC bias], GEMM reset, GEMM over (channel block, kh, kw) micro-ops,
-           ALU ADD bias (rounding term folded in), SHR, MIN 127, MAX lo
-  store:   STORE the band
-Micro-op kernels for both halves are loaded once per layer.
+Tiles are (image, output-channel block, band of output rows); each tile's input channels are
+loaded in one or more chunks of channel blocks (input-channel tiling, when the blocks of a band or
+their weights overflow the buffers), accumulating in the tile's acc rows. A load step is one
+(tile, chunk). With two virtual threads (TVM's latency hiding) each buffer is split in halves: inp
+halves alternate by step and acc halves by tile, so step s+1 loads while step s computes and tile
+t-1 stores. Weight halves alternate by step when a tile has several chunks; with one chunk they
+alternate by run of tiles sharing an output block, so each block's weights load once, not once
+per half. With one thread every step waits for the previous one. Per step:
+  load:    LOAD INP per input-channel block of the chunk (conv halo as LOAD padding), LOAD WGT
+           unless the half still holds this (output block, chunk)'s weights
+  compute: [GEMM reset on the first chunk], GEMM over the chunk's (channel block, kh, kw) taps;
+           after the last chunk [LOAD ACC bias], ALU ADD bias (rounding term folded in), SHR,
+           MIN 127, MAX lo
+  store:   STORE the band, after the last chunk
+Micro-op kernels for every (inp, wgt, acc) half combination in use are loaded once per layer.
 """
 from __future__ import annotations
 
@@ -17,10 +23,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ...errors import UnsupportedError
-from ...runtime.vta import (DEFAULT_CONFIG, Alu, AluOp, Finish, Gemm, Load, MemType, SimStats, Store, Uop,
-                            VTAConfig, VTASimulator, encode_uops)
+from ...runtime.vta import (DEFAULT_CONFIG, Alu, AluOp, Finish, Gemm, Load, MemType, Store, Uop, VTAConfig,
+                            encode_uops)
+from ...runtime.vta.module import VTAKernel
 from ...runtime.vta.sram import wrap32
-from .layout import DramImage, ceil_div, pack_activations, pack_weights, unpack_activations
+from .layout import DramImage, ceil_div, pack_weights
 from .reference import as_pair
 
 
@@ -42,6 +49,8 @@ class Conv2dPlan:
     cb: int  # input-channel blocks
     ob: int  # output-channel blocks
     tile_rows: int  # output rows per tile
+    chunk_blocks: int  # input-channel blocks per load step (cb: no input-channel tiling)
+    threads: int = 2  # virtual threads: buffer halves used alternately
 
     @property
     def wp(self) -> int:
@@ -57,32 +66,42 @@ class Conv2dPlan:
         """SRAM elements reserved per input-channel block in an inp half."""
         return self.rows_in(self.tile_rows) * self.wp
 
+    @property
+    def chunks(self) -> int:
+        """Load steps per tile (input-channel tiling when > 1)."""
+        return ceil_div(self.cb, self.chunk_blocks)
+
     def tiles(self):
         """(image, output block, first output row, rows) in execution order; weights change rarely."""
         return [(n, ob, r, min(self.tile_rows, self.oh - r)) for n in range(self.n) for ob in range(self.ob)
                 for r in range(0, self.oh, self.tile_rows)]
 
 
-def _halves(config: VTAConfig) -> dict[str, int]:
-    # the last acc row holds the bias, so the acc halves get one row less
-    return {"inp": config.depth("inp") // 2, "wgt": config.depth("wgt") // 2,
-            "acc": (config.depth("acc") - 1) // 2, "bias": config.depth("acc") - 1}
+def _halves(config: VTAConfig, threads: int) -> dict[str, int]:
+    # the last acc row holds the bias, so the acc parts get one row less
+    return {"inp": config.depth("inp") // threads, "wgt": config.depth("wgt") // threads,
+            "acc": (config.depth("acc") - 1) // threads, "bias": config.depth("acc") - 1}
 
 
 def plan_conv2d(x_shape, w_shape, stride=1, padding=0, config: VTAConfig = DEFAULT_CONFIG,
-                max_tile_rows: int | None = None) -> Conv2dPlan:
-    """Choose the tiling of a conv2d so every tile's inp/wgt/acc fit half a buffer.
+                max_tile_rows: int | None = None, max_chunk_blocks: int | None = None,
+                threads: int = 2) -> Conv2dPlan:
+    """Choose the tiling of a conv2d so every load step's inp/wgt and every tile's acc fit their
+    buffer part: the fewest input-channel chunks for which a band of output rows fits, then the
+    largest band.
 
     Args:
         x_shape: (N, C, H, W).
         w_shape: (O, C, kh, kw).
         stride, padding: int or pair (padding is symmetric, at most 15: LOAD's pad fields).
-        max_tile_rows: cap on output rows per tile (tests use it to force tiling).
+        max_tile_rows: cap on output rows per tile (tests use it to force row tiling).
+        max_chunk_blocks: cap on input-channel blocks per load step (forces input-channel tiling).
+        threads: virtual threads, 1 or 2.
     Returns:
-        The plan (largest band of output rows that fits).
+        The plan.
     Raises:
-        UnsupportedError when even one output row does not fit, or the weights of one output
-        block exceed half the weight buffer (input-channel tiling is not implemented).
+        UnsupportedError when even one output row of one channel block does not fit (column
+        tiling is not implemented), or the layer's parameters are out of VTA's range.
     """
     n, c, h, w = x_shape
     o, c2, kh, kw = w_shape
@@ -91,68 +110,44 @@ def plan_conv2d(x_shape, w_shape, stride=1, padding=0, config: VTAConfig = DEFAU
         raise UnsupportedError(f"VTA conv2d: input has {c} channels, weight expects {c2}")
     if not (0 <= ph <= 15 and 0 <= pw <= 15) or min(sh, sw) < 1:
         raise UnsupportedError(f"VTA conv2d: padding {(ph, pw)} must be 0..15 and stride {(sh, sw)} >= 1")
+    if threads not in (1, 2):
+        raise UnsupportedError(f"VTA conv2d: {threads} virtual threads; 1 or 2 are supported")
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     if oh < 1 or ow < 1:
         raise UnsupportedError(f"VTA conv2d: empty output for input {x_shape}, kernel {(kh, kw)}")
-    half = _halves(config)
+    part = _halves(config, threads)
     cb, ob = ceil_div(c, config.block_in), ceil_div(o, config.block_out)
-    if cb * kh * kw > half["wgt"]:
-        raise UnsupportedError(f"VTA conv2d: {cb * kh * kw} weight tiles per output block exceed half the "
-                               f"weight buffer ({half['wgt']}); input-channel tiling is not implemented")
-    plan = Conv2dPlan(n, c, h, w, o, kh, kw, (sh, sw), (ph, pw), oh, ow, cb, ob, 1)
-    best = 0
-    for rows in range(1, min(oh, max_tile_rows or oh) + 1):
-        if cb * plan.rows_in(rows) * plan.wp <= half["inp"] and rows * ow <= half["acc"]:
-            best = rows
-    if best == 0:
-        raise UnsupportedError(f"VTA conv2d: one output row of {x_shape} x {w_shape} does not fit half the "
-                               f"inp ({half['inp']}) / acc ({half['acc']}) buffers; column tiling is not implemented")
-    return replace(plan, tile_rows=best)
+    most = min(cb, part["wgt"] // (kh * kw), max_chunk_blocks or cb)
+    if most < 1:
+        raise UnsupportedError(f"VTA conv2d: a {kh}x{kw} kernel needs {kh * kw} weight tiles per channel block, "
+                               f"more than the {part['wgt']} of a weight buffer part")
+    plan = Conv2dPlan(n, c, h, w, o, kh, kw, (sh, sw), (ph, pw), oh, ow, cb, ob, 1, most, threads)
+    for chunks in range(ceil_div(cb, most), cb + 1):
+        blocks = ceil_div(cb, chunks)
+        fits = [r for r in range(1, min(oh, max_tile_rows or oh) + 1)
+                if blocks * plan.rows_in(r) * plan.wp <= part["inp"] and r * ow <= part["acc"]]
+        if fits:
+            return replace(plan, tile_rows=fits[-1], chunk_blocks=blocks)
+    raise UnsupportedError(f"VTA conv2d: one output row of {x_shape} x {w_shape} does not fit the inp "
+                           f"({part['inp']}) / acc ({part['acc']}) buffer parts even for one channel block; "
+                           f"column tiling is not implemented")
 
 
 @dataclass
 class VTALayer:
-    """A lowered layer: its instruction stream and a DRAM image holding weights, bias and uops."""
+    """A lowered layer: its plan and the VTAKernel (instructions + DRAM image) that runs it."""
 
     plan: Conv2dPlan
-    program: list
-    image: DramImage
-    dram: np.ndarray
-    config: VTAConfig
+    kernel: VTAKernel
 
-    def run(self, x: np.ndarray, simulator: VTASimulator | None = None) -> tuple[np.ndarray, SimStats]:
-        """Run the layer on the simulator.
-
-        Args:
-            x: int8 NCHW input of the planned shape.
-            simulator: reuse one (its SRAM state is irrelevant: every tile loads what it reads).
-        Returns:
-            (int8 NCHW output, the run's SimStats).
-        """
-        p = self.plan
-        if x.shape != (p.n, p.c, p.h, p.w) or x.dtype != np.int8:
-            raise UnsupportedError(f"VTA conv2d: expected int8 input {(p.n, p.c, p.h, p.w)}, got {x.dtype} {x.shape}")
-        dram = self.dram.copy()
-        self.image.view(dram, "inp")[:] = pack_activations(x, self.config.block_in).view(np.uint8).ravel()
-        stats = (simulator or VTASimulator(self.config)).run(self.program, dram)
-        out = self.image.view(dram, "out").view(np.int8).reshape(p.n, p.ob, p.oh, p.ow, self.config.block_out)
-        return unpack_activations(out, p.o), stats
-
-
-def _uop_kernels(p: Conv2dPlan, config: VTAConfig) -> list[Uop]:
-    """Per half: [acc row (reset/ALU imm), acc row + bias source, conv taps...]."""
-    half = _halves(config)
-    uops = []
-    for h in range(2):
-        acc, inp, wgt = h * half["acc"], h * half["inp"], h * half["wgt"]
-        uops += [Uop(dst_idx=acc), Uop(dst_idx=acc, src_idx=half["bias"])]
-        uops += [Uop(dst_idx=acc, src_idx=inp + cb * p.cb_stride + i * p.wp + j, wgt_idx=wgt + (cb * p.kh + i) * p.kw + j)
-                 for cb in range(p.cb) for i in range(p.kh) for j in range(p.kw)]
-    return uops
+    def run(self, x: np.ndarray, simulator=None):
+        """Run on the simulator: int8 NCHW input -> (int8 NCHW output, SimStats); see VTAKernel.run."""
+        return self.kernel.run(x, simulator)
 
 
 def lower_conv2d(x_shape, w: np.ndarray, bias, shift: int, relu: bool = False, *, stride=1, padding=0,
-                 out_min: int = -128, config: VTAConfig = DEFAULT_CONFIG, max_tile_rows: int | None = None) -> VTALayer:
+                 out_min: int = -128, config: VTAConfig = DEFAULT_CONFIG, max_tile_rows: int | None = None,
+                 max_chunk_blocks: int | None = None, threads: int = 2) -> VTALayer:
     """Lower an int8 conv2d + bias + requantize (+ ReLU) to VTA; semantics of conv2d_int8_reference.
 
     Args:
@@ -164,19 +159,20 @@ def lower_conv2d(x_shape, w: np.ndarray, bias, shift: int, relu: bool = False, *
         stride, padding: int or pair.
         out_min: lower clip bound without ReLU.
         config: VTA hardware configuration.
-        max_tile_rows: cap on output rows per tile.
+        max_tile_rows, max_chunk_blocks, threads: see plan_conv2d.
     Returns:
         A VTALayer; `layer.run(x)` gives the output and statistics.
     """
     if not 0 <= shift <= 15:
         raise UnsupportedError(f"VTA conv2d: requantize shift {shift} must be 0..15")
-    p = plan_conv2d(x_shape, w.shape, stride, padding, config, max_tile_rows)
+    p = plan_conv2d(x_shape, w.shape, stride, padding, config, max_tile_rows, max_chunk_blocks, threads)
     bo, bi = config.block_out, config.block_in
     bias = np.zeros(p.o, np.int64) if bias is None else np.asarray(bias, np.int64)
     # (x + b) + 2^(s-1) == x + (b + 2^(s-1)) modulo 2^32: one ALU pass fewer
     bias_rows = np.zeros((p.ob * bo,), np.int32)
     bias_rows[:p.o] = wrap32(bias + ((1 << (shift - 1)) if shift else 0))
-    uops = encode_uops(_uop_kernels(p, config), config)
+    kernels = _UopKernels(p, config)
+    uops = encode_uops(kernels.uops, config)
     wpk = pack_weights(w.astype(np.int8), bo, bi)
     image = DramImage()
     for name, nbytes in (("inp", p.n * p.cb * p.h * p.w * bi), ("wgt", wpk.nbytes), ("bias", bias_rows.nbytes),
@@ -190,56 +186,121 @@ def lower_conv2d(x_shape, w: np.ndarray, bias, shift: int, relu: bool = False, *
             "bias": image.elem("bias", eb["acc"]), "uop": image.elem("uop", eb["uop"]),
             "out": image.elem("out", eb["out"])}
     program = [Load(memory_type=MemType.UOP, dram_base=base["uop"], x_size=uops.size, x_stride=uops.size)]
-    program += _emit_tiles(p, config, base, uops.size // 2, 0 if relu else out_min, shift)
-    return VTALayer(p, program + [Gemm(pop_next=True), Finish()], image, dram, config)
+    program += _emit_steps(p, config, base, kernels, 0 if relu else out_min, shift)
+    program += [Gemm(pop_next=True), Finish()]  # FINISH after the last store
+    return VTALayer(p, VTAKernel(program, image, dram, (p.n, p.c, p.h, p.w), (p.n, p.o, p.oh, p.ow), config))
 
 
-def _emit_tiles(p: Conv2dPlan, config: VTAConfig, base: dict, uops_per_half: int, lo: int, shift: int) -> list:
-    """The per-tile load/compute/store instructions with their dependency tokens."""
-    half = _halves(config)
-    taps = p.cb * p.kh * p.kw
-    tiles = p.tiles()
-    wgt_held, bias_held, program = [None, None], None, []
-    for t, (n, ob, r, rows) in enumerate(tiles):
-        h = t % 2
-        reuses, reused_later = t >= 2, t + 2 < len(tiles)  # does tile t-2 / t+2 share half h?
+def _steps(p: Conv2dPlan) -> list[tuple[int, int, tuple[int, int, int]]]:
+    """Load steps in execution order: (tile index, input-channel chunk, (inp, wgt, acc) buffer part).
+
+    A weight part is reused by the step `threads` later when there are several chunks, else by the
+    run of tiles (one output block) `threads` runs later; either way the load that overwrites it
+    pops the compute->load token of a step at least `threads` earlier, which (compute being in
+    order) follows every GEMM that read the old weights.
+    """
+    d, steps, run, prev_ob = p.threads, [], -1, None
+    for t, (_, ob, _, _) in enumerate(p.tiles()):
+        run += ob != prev_ob
+        prev_ob = ob
+        for k in range(p.chunks):
+            s = len(steps)
+            steps.append((t, k, (s % d, (s if p.chunks > 1 else run) % d, t % d)))
+    return steps
+
+
+class _UopKernels:
+    """The layer's micro-ops: per acc part [acc row (reset/ALU imm), acc row + bias source], then per
+    (inp, wgt, acc) part combination in use the taps of a full chunk, channel-block major (a shorter
+    last chunk uses a prefix)."""
+
+    def __init__(self, p: Conv2dPlan, config: VTAConfig):
+        part = _halves(config, p.threads)
+        self.uops = []
+        for a in range(p.threads):
+            self.uops += [Uop(dst_idx=a * part["acc"]), Uop(dst_idx=a * part["acc"], src_idx=part["bias"])]
+        self.taps = {}  # (inp, wgt, acc) part -> first uop
+        for _, _, parts in _steps(p):
+            if parts in self.taps:
+                continue
+            self.taps[parts] = len(self.uops)
+            inp, wgt, acc = (i * part[kind] for i, kind in zip(parts, ("inp", "wgt", "acc")))
+            self.uops += [Uop(dst_idx=acc, src_idx=inp + cb * p.cb_stride + i * p.wp + j,
+                              wgt_idx=wgt + (cb * p.kh + i) * p.kw + j)
+                          for cb in range(p.chunk_blocks) for i in range(p.kh) for j in range(p.kw)]
+
+    @staticmethod
+    def acc_row(acc_part: int) -> int:
+        return 2 * acc_part
+
+    @staticmethod
+    def bias_row(acc_part: int) -> int:
+        return 2 * acc_part + 1
+
+
+def _emit_steps(p: Conv2dPlan, config: VTAConfig, base: dict, kernels: _UopKernels, lo: int, shift: int) -> list:
+    """The load/compute/store instructions of every step with their dependency tokens.
+
+    Tokens: a step's loads push load->compute; its tap GEMM pops it and, when step s+d reuses the
+    inp/wgt part (d = threads), pushes compute->load, which that step's first load pops. A tile's
+    epilogue pushes compute->store; its store pops it and, when tile t+d reuses the acc part (or
+    it is the last tile, for the final GEMM before FINISH), pushes store->compute, which the reset
+    GEMM of tile t+d pops.
+    """
+    part, d = _halves(config, p.threads), p.threads
+    taps_per_block = p.kh * p.kw
+    tiles, steps = p.tiles(), _steps(p)
+    wgt_held, bias_held, program = [None] * d, None, []
+    for s, (t, k, parts) in enumerate(steps):
+        n, ob, r, rows = tiles[t]
+        ip, wp, ap = parts
+        blocks = range(k * p.chunk_blocks, min(p.cb, (k + 1) * p.chunk_blocks))
         top = r * p.stride[0] - p.pad[0]
         need = p.rows_in(rows)
         lo_row, hi_row = max(top, 0), min(top + need, p.h)
-        loads = [Load(memory_type=MemType.INP, sram_base=h * half["inp"] + cb * p.cb_stride,
+        loads = [Load(memory_type=MemType.INP, sram_base=ip * part["inp"] + (cb - blocks[0]) * p.cb_stride,
                       dram_base=base["inp"] + ((n * p.cb + cb) * p.h + lo_row) * p.w,
                       y_size=hi_row - lo_row, x_size=p.w, x_stride=p.w, y_pad_0=lo_row - top,
-                      y_pad_1=top + need - hi_row, x_pad_0=p.pad[1], x_pad_1=p.pad[1]) for cb in range(p.cb)]
-        if wgt_held[h] != ob:  # the previous user of this half had other weights
-            loads.append(Load(memory_type=MemType.WGT, sram_base=h * half["wgt"], dram_base=base["wgt"] + ob * taps,
-                              x_size=taps, x_stride=taps))
-            wgt_held[h] = ob
-        # wait until compute of tile t-2 released the half; tell compute the tile is in
-        loads[0] = replace(loads[0], pop_next=reuses)
+                      y_pad_1=top + need - hi_row, x_pad_0=p.pad[1], x_pad_1=p.pad[1]) for cb in blocks]
+        if wgt_held[wp] != (ob, k):  # the previous user of this part had other weights
+            ntaps = len(blocks) * taps_per_block
+            loads.append(Load(memory_type=MemType.WGT, sram_base=wp * part["wgt"], x_size=ntaps, x_stride=ntaps,
+                              dram_base=base["wgt"] + (ob * p.cb + blocks[0]) * taps_per_block))
+            wgt_held[wp] = (ob, k)
+        loads[0] = replace(loads[0], pop_next=s >= d)  # compute of step s-d released the part
         loads[-1] = replace(loads[-1], push_next=True)
-        u = h * uops_per_half
         loop = dict(iter_out=rows, iter_in=p.ow, dst_factor_out=p.ow, dst_factor_in=1)
         compute = []
-        if bias_held != ob:
-            compute.append(Load(memory_type=MemType.ACC, sram_base=half["bias"], dram_base=base["bias"] + ob,
-                                x_size=1, x_stride=1))
-            bias_held = ob
-        epilogue = [(AluOp.ADD, False, 0, u + 1)]  # bias row: src factors 0, so every pixel reads it
-        epilogue += [(AluOp.SHR, True, shift, u)] if shift else []
-        epilogue += [(AluOp.MIN, True, 127, u), (AluOp.MAX, True, lo, u)]
-        compute += [
-            # the acc half is free once the store of tile t-2 has read it
-            Gemm(reset_reg=True, uop_bgn=u, uop_end=u + 1, pop_next=reuses, **loop),
-            # inp/wgt are in; after this GEMM the load module may refill the half
-            Gemm(uop_bgn=u + 2, uop_end=u + 2 + taps, src_factor_out=p.stride[0] * p.wp, src_factor_in=p.stride[1],
-                 pop_prev=True, push_prev=reused_later, **loop),
-        ] + [Alu(alu_opcode=op, use_imm=imm, imm=val, uop_bgn=k, uop_end=k + 1, **loop) for op, imm, val, k in epilogue]
-        compute[-1] = replace(compute[-1], push_next=True)
-        store = Store(memory_type=MemType.OUT, sram_base=h * half["acc"], pop_prev=True,
-                      push_prev=reused_later or t == len(tiles) - 1,
-                      dram_base=base["out"] + ((n * p.ob + ob) * p.oh + r) * p.ow, y_size=rows, x_size=p.ow, x_stride=p.ow)
-        program += loads + compute + [store]
+        if k == 0:  # the acc part is free once the store of tile t-d has read it
+            acc = kernels.acc_row(ap)
+            compute.append(Gemm(reset_reg=True, uop_bgn=acc, uop_end=acc + 1, pop_next=t >= d, **loop))
+        first = kernels.taps[parts]
+        compute.append(Gemm(uop_bgn=first, uop_end=first + len(blocks) * taps_per_block, pop_prev=True,
+                            push_prev=s + d < len(steps), src_factor_out=p.stride[0] * p.wp,
+                            src_factor_in=p.stride[1], **loop))
+        program += loads + compute
+        if k == p.chunks - 1:
+            if bias_held != ob:
+                program.append(Load(memory_type=MemType.ACC, sram_base=part["bias"], dram_base=base["bias"] + ob,
+                                     x_size=1, x_stride=1))
+                bias_held = ob
+            program += _epilogue(kernels, ap, loop, lo, shift)
+            program.append(Store(memory_type=MemType.OUT, sram_base=ap * part["acc"], pop_prev=True,
+                                 push_prev=t + d < len(tiles) or t == len(tiles) - 1,
+                                 dram_base=base["out"] + ((n * p.ob + ob) * p.oh + r) * p.ow,
+                                 y_size=rows, x_size=p.ow, x_stride=p.ow))
     return program
+
+
+def _epilogue(kernels: _UopKernels, acc_part: int, loop: dict, lo: int, shift: int) -> list:
+    """ALU: add the bias row (src factors 0: every pixel reads it), shift, clip; the last pushes to store."""
+    acc, bias = kernels.acc_row(acc_part), kernels.bias_row(acc_part)
+    ops = [(AluOp.ADD, False, 0, bias)]
+    ops += [(AluOp.SHR, True, shift, acc)] if shift else []
+    ops += [(AluOp.MIN, True, 127, acc), (AluOp.MAX, True, lo, acc)]
+    alu = [Alu(alu_opcode=op, use_imm=imm, imm=val, uop_bgn=k, uop_end=k + 1, **loop) for op, imm, val, k in ops]
+    alu[-1] = replace(alu[-1], push_next=True)
+    return alu
 
 
 def lower_dense(x_shape, w: np.ndarray, bias, shift: int, relu: bool = False, **kwargs) -> VTALayer:

@@ -1,2 +1,2 @@
 """Every IR op declaration; importing this package registers them all (see ir/OPS.md)."""
-from . import elementwise, movement, nn, pool, quant, reduce, resize  # noqa: F401
+from . import elementwise, fused, movement, nn, pool, quant, reduce, resize  # noqa: F401

@@ -39,16 +39,25 @@ def _check_conv_operands(x, w, b, group, transposed):
     return out_channels
 
 
-CONV_ACTIVATIONS = ("", "Relu")  # a fused elementwise epilogue (passes/rewrite fuse-conv-relu)
+# a Conv's fused elementwise epilogue, after the bias and the residual (ir/OPS.md)
+CONV_ACTIVATIONS = {
+    "": lambda y: y,
+    "Relu": lambda y: np.maximum(y, 0),
+    "Relu6": lambda y: np.minimum(np.maximum(y, 0), 6),  # ONNX Clip(min=0, max=6)
+    "HardSwish": lambda y: y * np.clip(y / 6 + 0.5, 0, 1),
+    "Sigmoid": lambda y: 1 / (1 + np.exp(-y)),
+}
 
 
-def _conv_infer(x, w, b=None, *, strides, pads, dilations, group, activation=""):
+def _conv_infer(x, w, b=None, r=None, *, strides, pads, dilations, group, activation=""):
     if activation not in CONV_ACTIVATIONS:
         raise ShapeError(f"Conv activation {activation!r} is not one of {list(CONV_ACTIVATIONS)}")
     m = _check_conv_operands(x, w, b, group, transposed=False)
     check_window_attrs(x, w.shape[2:], strides, pads, dilations)
-    return TensorType(x.dtype, (x.shape[0], m) + window_output_hw(x.shape, w.shape[2:], strides,
-                                                                    pads, dilations))
+    y = TensorType(x.dtype, (x.shape[0], m) + window_output_hw(x.shape, w.shape[2:], strides, pads, dilations))
+    if r is not None and r != y:
+        raise ShapeError(f"residual input r is {r}, expected the conv output type {y}")
+    return y
 
 
 def _conv_cost(ins, outs, *, group, **attrs):
@@ -57,11 +66,12 @@ def _conv_cost(ins, outs, *, group, **attrs):
     return Cost(flops, *_io_bytes(ins, outs))
 
 
-@register("Conv", inputs=(2, 3), attrs={**_CONV_ATTRS, "activation": ("str", "")}, infer=_conv_infer,
+@register("Conv", inputs=(2, 4), attrs={**_CONV_ATTRS, "activation": ("str", "")}, infer=_conv_infer,
           cost=_conv_cost)
-def conv(x, w, b=None, *, strides, pads, dilations, group, activation=""):
-    """2-D cross-correlation, grouped, with ONNX pads (top, left, bottom, right), then the
-    fused activation ("" none, "Relu" max(y, 0)) after the bias."""
+def conv(x, w, b=None, r=None, *, strides, pads, dilations, group, activation=""):
+    """2-D cross-correlation, grouped, with ONNX pads (top, left, bottom, right), plus the bias,
+    plus the fused residual r (same type as the output; needs b), then the fused activation
+    (one of CONV_ACTIVATIONS)."""
     out_hw = window_output_hw(x.shape, w.shape[2:], strides, pads, dilations)
     windows = sliding_windows(x, w.shape[2:], strides, pads, dilations, out_hw)
     cin, cout = x.shape[1] // group, w.shape[0] // group
@@ -71,9 +81,9 @@ def conv(x, w, b=None, *, strides, pads, dilations, group, activation=""):
     y = np.concatenate(parts, axis=-1).transpose(0, 3, 1, 2)
     if b is not None:
         y = y + channel_view(b, 4)
-    if activation == "Relu":
-        y = np.maximum(y, 0)
-    return np.ascontiguousarray(y, dtype=x.dtype)
+    if r is not None:
+        y = y + r
+    return np.ascontiguousarray(CONV_ACTIVATIONS[activation](y), dtype=x.dtype)
 
 
 def _conv_transpose_infer(x, w, b=None, *, strides, pads, dilations, group, output_padding):

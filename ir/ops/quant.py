@@ -13,6 +13,8 @@ Power-of-two scales (what VTA needs) are multiplier == 1 everywhere, one shift, 
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ...errors import ShapeError
@@ -42,6 +44,31 @@ def requantize(acc: np.ndarray, axis: int, *, multiplier, shift, out_zero_point,
     info = np.iinfo(out_dtype)
     lo = max(out_zero_point, info.min) if activation == "Relu" else info.min
     return np.clip(y, lo, info.max).astype(out_dtype)
+
+
+def fixed_point(m) -> tuple:
+    """Requantization (multiplier, shift) lists for real factors m ~= multiplier / 2**shift (31-bit
+    multiplier, 0 <= shift <= 62): what the quantize pass and the QLinearConv importer emit.
+
+    Args:
+        m: positive real requantization factors s_x * s_w / s_y, one per channel.
+    Returns:
+        (multipliers, shifts) as lists of ints.
+    """
+    mults, shifts = [], []
+    for v in np.asarray(m, np.float64).reshape(-1):
+        if not 0 < v < 2**31:
+            raise ShapeError(f"requantization factor {v:.3g} is outside (0, 2**31)")
+        _, exp = math.frexp(v)  # v = mantissa * 2**exp, 0.5 <= mantissa < 1
+        shift = min(31 - exp, 62)
+        if shift < 0:
+            raise ShapeError(f"requantization factor {v:.3g} is too large for a 31-bit multiplier")
+        mult = int(round(v * 2.0**shift))
+        if mult >= 2**31:
+            mult, shift = mult >> 1, shift - 1
+        mults.append(mult)
+        shifts.append(shift)
+    return mults, shifts
 
 
 def _check_requant(x, w, b, channels, multiplier, shift, out_dtype, activation):

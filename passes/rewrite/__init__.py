@@ -8,33 +8,43 @@ Every rule is proved with z3 and checked numerically before it may run (verify.p
 an unproved rule raises UnsoundRuleError. After the search the result is validated
 against the input with the interpreter (search.validate).
 
-Later steps, not here yet: an e-graph (equality saturation) engine in place of
-`search.search`, and a TVM Relax `module_pass` adapter that runs `optimize_graph` on
-Relax dataflow blocks (Relax -> ir.Graph -> Relax).
+Two engines share the rules, verifier and cost model: `engine="taso"` (search.py, TASO's
+backtracking search) and `engine="egraph"` (saturation.py, Tensat-style equality
+saturation with ILP extraction). relax_pass.py runs either as a TVM Relax module pass.
 """
 from __future__ import annotations
 
+from ...errors import NnforgeError
 from ..manager import register_pass
+from .egraph import Limits
 from .engine import Match, Rule, Sym, apply, find_matches, rewrite_to_fixpoint
 from .rules import RULES, get_rules
+from .saturation import EGraphReport, saturation_search, validate_extraction
 from .search import SearchReport, TranslationValidationError, search, validate
 from .verify import UnsoundRuleError, checked, verdict_of, verify_rule
 
 __all__ = ["Rule", "Sym", "Match", "RULES", "get_rules", "apply", "find_matches",
            "rewrite_to_fixpoint", "search", "validate", "checked", "verify_rule", "verdict_of",
            "optimize_graph", "optimize_model", "SearchReport", "UnsoundRuleError",
-           "TranslationValidationError"]
+           "TranslationValidationError", "ENGINES", "Limits", "EGraphReport", "saturation_search",
+           "validate_extraction"]
+
+
+ENGINES = ("taso", "egraph")
 
 
 def optimize_graph(graph, rules=None, disable=(), alpha: float = 1.05, max_pops: int = 200,
-                   time_limit: float = 20.0):
+                   time_limit: float = 20.0, engine: str = "taso", limits=None):
     """Search for a cheaper equivalent graph with verified rules, then validate it.
 
     Args:
         graph: an ir.Graph (not modified).
         rules: rule names or Rule objects (default: every rule in RULES).
         disable: rule names to leave out.
-        alpha, max_pops, time_limit: search parameters (see search.search).
+        alpha, max_pops, time_limit: search parameters (see search.search); the e-graph
+            engine spends half of time_limit saturating and 40% extracting.
+        engine: "taso" (backtracking search) or "egraph" (equality saturation).
+        limits: egraph.Limits overriding the e-graph bounds derived from time_limit.
     Returns:
         (optimized ir.Graph, SearchReport).
     Raises:
@@ -45,8 +55,15 @@ def optimize_graph(graph, rules=None, disable=(), alpha: float = 1.05, max_pops:
         rules = get_rules(rules, disable)
     else:
         rules = [r for r in rules if r.name not in set(disable)]
-    best, report = search(graph, checked(rules), alpha, max_pops, time_limit)
-    validate(best)
+    if engine not in ENGINES:
+        raise NnforgeError(f"unknown rewrite engine {engine!r}; expected one of {list(ENGINES)}")
+    if engine == "egraph":
+        best, report = saturation_search(graph, checked(rules), limits or Limits(seconds=time_limit / 2),
+                                         0.4 * time_limit)
+        validate_extraction(best)
+    else:
+        best, report = search(graph, checked(rules), alpha, max_pops, time_limit)
+        validate(best)
     return _keep_output_names(graph, best.graph), report
 
 
@@ -72,6 +89,7 @@ def optimize_model(model, rules=None, disable=(), **search_args):
     Args:
         model: onnx.ModelProto, path or bytes.
         rules, disable: as in optimize_graph.
+        search_args: engine, alpha, max_pops, time_limit, limits (see optimize_graph).
     Returns:
         (onnx.ModelProto, SearchReport).
     """
@@ -96,6 +114,7 @@ SIMPLIFY_RULES = (
     "add-zero", "add-zero-left", "sub-zero", "mul-one", "mul-one-left", "div-one", "reshape-noop",
     "reshape-reshape", "transpose-identity", "transpose-transpose", "expand-noop", "tile-ones",
     "pad-zero", "slice-full", "concat-single", "split-single", "relu-relu", "neg-neg",
+    *(f"fuse-conv{b}-residual-{op}{side}" for b in ("-bias", "") for op in ("add", "sum") for side in ("", "-left")),
     "fuse-conv-relu",  # last: the folds above see the plain conv (they do not apply past a relu)
 )
 

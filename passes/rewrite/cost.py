@@ -13,12 +13,17 @@ BANDWIDTH = 20e9       # bytes/s from memory
 NODE_OVERHEAD = 2e-6   # s per kernel call (dispatch, cache warm-up): why fusing and merging pay
 
 
+def op_seconds(op: str, in_types, out_types, attrs) -> float:
+    """Roofline time of one `op` call on these types (not constant-folded)."""
+    c = get_op(op).cost(list(in_types), list(out_types), attrs)
+    return max(c.flops / PEAK_FLOPS, (c.bytes_read + c.bytes_written) / BANDWIDTH) + NODE_OVERHEAD
+
+
 def node_seconds(node) -> float:
     """Roofline time of one node (0 when it will be constant-folded)."""
     if all(v.is_constant for v in node.inputs):
         return 0.0
-    c = get_op(node.op).cost([v.type for v in node.inputs], [v.type for v in node.outputs], node.attrs)
-    return max(c.flops / PEAK_FLOPS, (c.bytes_read + c.bytes_written) / BANDWIDTH) + NODE_OVERHEAD
+    return op_seconds(node.op, [v.type for v in node.inputs], [v.type for v in node.outputs], node.attrs)
 
 
 def graph_seconds(graph) -> float:

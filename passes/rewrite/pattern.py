@@ -199,16 +199,21 @@ def match_node(t: Term, node, env: dict, nodes: list) -> bool:
     if star and not _bind(env, t.args[-1].name, list(node.inputs[len(fixed):]),
                           lambda a, b: len(a) == len(b) and all(x is y for x, y in zip(a, b))):
         return False
+    if not match_attrs(t, node.attrs, env):
+        return False
+    nodes.append(node)
+    return True
+
+
+def match_attrs(t: Term, attrs: dict, env: dict) -> bool:
+    """Check `t`'s attribute literals against `attrs` and bind its attribute variables."""
     for key, (kind, payload) in t.attrs:
-        got = node.attrs.get(key)
+        got = attrs.get(key)
         if kind == "lit" and got != payload and not (isinstance(got, tuple) and tuple(payload) == got):
             return False
         if kind == "var" and not _bind(env, payload, got):
             return False
-    if t.spread and not _bind(env, t.spread, dict(node.attrs)):
-        return False
-    nodes.append(node)
-    return True
+    return not t.spread or _bind(env, t.spread, dict(attrs))
 
 
 def root_targets(t: Term, node) -> list:

@@ -103,6 +103,17 @@ def _conv_mul(m):
     return out
 
 
+def _residual(m):
+    """`r` is a run-time tensor of the conv's output type (a constant folds into the bias
+    instead; a larger r would broadcast the conv output)."""
+    conv = next(n for n in m.nodes if n.op == "Conv")
+    return not m["r"].is_constant and m["r"].type == conv.outputs[0].type
+
+
+def _zero_bias(m):
+    return {"b0": like(np.zeros(m["w"].type.shape[0]), m["w"])}
+
+
 def _concat_consts(*names, axis=0):
     return lambda m: {"wc": like(np.concatenate([m[n].data for n in names], axis=axis), m[names[0]])}
 
@@ -351,6 +362,16 @@ LINEAR = [
          ex=[dict(xs=[(1, 2, 4, 4), Sym(3, 2, 3, 3)], a=dict(pads=(1, 1, 1, 1))),
              dict(xs=[(1, 2, 3, 3), (2, 2, 1, 1), Sym(2)], a=dict(strides=(2, 2)))],
          nex=[_CONV_TWO_USES]),  # relu in the conv's epilogue; not when the conv has another user
+    *[rule(f"fuse-conv{bias}-residual-{op.lower()}{side}", lhs.format(op=op, conv=conv), f"Conv(x, w, {b}, r){{*a}}",
+           both(private, _residual), None if bias else _zero_bias,
+           ex=[dict(x=(1, 2, 4, 4), w=Sym(3, 2, 3, 3), r=(1, 3, 4, 4), a=dict(pads=(1, 1, 1, 1)),
+                    **({"b": Sym(3)} if bias else {}))],
+           nex=[dict(x=(1, 2, 3, 3), w=Sym(3, 2, 1, 1), r=Sym(1, 3, 1, 1), a={}, **({"b": Sym(3)} if bias else {})),
+                dict(x=(1, 2, 3, 3), w=Sym(3, 2, 1, 1), r=(2, 3, 3, 3), a={}, **({"b": Sym(3)} if bias else {}))])
+      for bias, conv, b in (("-bias", 'Conv(x, w, b){*a, activation=""}', "b"),
+                            ("", 'Conv(x, w){*a, activation=""}', "b0"))
+      for op in ("Add", "Sum")  # ONNX ResNets use either
+      for side, lhs in (("", "{op}({conv}, r)"), ("-left", "{op}(r, {conv})"))],  # relu(conv + b + shortcut)
     rule("fold-pad-into-conv", "Conv(Pad(x){pads=p, mode=mode, value=val}, w){*a}", "Conv(x, w){*a2}",
          _pads_hw_only, _conv_pad,
          ex=[dict(x=(1, 1, 3, 3), w=(2, 1, 2, 2), p=(0, 0, 1, 0, 0, 0, 0, 2), mode="constant", val=0.0, a={})],

@@ -7,8 +7,8 @@ may lead to better ones. Limits: pops and seconds. Each state remembers the rule
 that made it and the nodes that rule created, so a failed translation validation
 names the rule and nodes at fault.
 
-(An equality-saturation engine, Tensat-style, is a later step: it would replace
-`search` and reuse the same rules, verifier and cost model.)
+The equality-saturation engine (saturation.py) is the alternative to `search`, with the
+same rules, verifier and cost model.
 """
 from __future__ import annotations
 
@@ -115,6 +115,8 @@ def search(graph, rules, alpha: float = 1.05, max_pops: int = 200, time_limit: f
         by_op = index_by_op(state.graph)
         for rule in rules:
             for m in find_matches(state.graph, rule, by_op):
+                if time.time() - t0 > time_limit:  # one pop of a big graph takes seconds
+                    break
                 try:
                     new, created = apply(state.graph, m)
                 except ShapeError:  # TASO checks shapes when a rule fires; this one does not fit
@@ -132,20 +134,29 @@ def search(graph, rules, alpha: float = 1.05, max_pops: int = 200, time_limit: f
     return best, SearchReport(start.cost, best.cost, fired, pops, len(seen), time.time() - t0)
 
 
+def mismatching_feeds(original, graph, rtol: float = 1e-4, seeds=(0, 1)):
+    """Random feeds (one per seed) on which `graph`'s outputs differ from `original`'s, or None."""
+    from ..manager import outputs_differ, random_feeds
+
+    for seed in seeds:
+        feeds = random_feeds(original, seed)
+        pairs = zip(interpret(original, feeds), interpret(graph, feeds))
+        if any(outputs_differ(a, b, rtol) for a, b in pairs):
+            return feeds
+    return None
+
+
 def validate(state: State, rtol: float = 1e-4, seeds=(0, 1)):
     """Interpret the optimized graph against the original on random inputs; on a mismatch
     replay the rewrite history and raise TranslationValidationError naming the first
     rule (and the nodes it made) after which the outputs differ."""
-    from ..manager import outputs_differ, random_feeds
+    from ..manager import outputs_differ
 
     chain = state.history()
     original = chain[0].graph
-    for seed in seeds:
-        feeds = random_feeds(original, seed)
-        want = interpret(original, feeds)
-        if not any(outputs_differ(a, b, rtol) for a, b in zip(want, interpret(state.graph, feeds))):
-            continue
-        prev = want
+    feeds = mismatching_feeds(original, state.graph, rtol, seeds)
+    if feeds is not None:
+        prev = interpret(original, feeds)
         for step in chain[1:]:
             got = interpret(step.graph, feeds)
             bad = [i for i, (a, b) in enumerate(zip(prev, got)) if outputs_differ(a, b, rtol)]

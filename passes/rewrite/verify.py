@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...errors import NnforgeError, ShapeError
+from ...errors import NnforgeError
 from ...ir import Graph, TensorType, interpret, parse_graph
 from .engine import GraphEmitter, Match, Sym, apply, find_matches
 from .pattern import build

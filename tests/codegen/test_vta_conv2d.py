@@ -51,7 +51,7 @@ def test_conv2d_bit_exact_on_simulator(n, c, h, w, o, k, stride, pad, shift, rel
     assert stats.gemm_counter == n * p.ob * p.oh * p.ow * p.cb * k * k
     assert stats.out_store_nbytes == n * p.ob * p.oh * p.ow * 16
     # micro-op kernels load once; weights once per (half, output block) they are needed in
-    kinds = [i.memory_type for i in layer.program if isinstance(i, Load)]
+    kinds = [i.memory_type for i in layer.kernel.program if isinstance(i, Load)]
     assert kinds.count(MemType.UOP) == 1
     assert kinds.count(MemType.WGT) <= 2 * n * p.ob
 
@@ -82,8 +82,9 @@ def test_dropping_load_tokens_is_caught():
     x, w, b = _data(1, 1, 16, 8, 8, 16, 3)
     layer = lower_conv2d(x.shape, w, b, 9, padding=1, max_tile_rows=1)
     # without load->compute waits, compute (run as early as tokens allow) races ahead of the loads
-    layer.program = [replace(i, pop_prev=False) if isinstance(i, Gemm) else i for i in layer.program]
-    with pytest.raises(VTADeadlockError, match=r"FINISH: reached while the load module has not run instruction #1 LOAD INP"):
+    layer.kernel.program = [replace(i, pop_prev=False) if isinstance(i, Gemm) else i for i in layer.kernel.program]
+    with pytest.raises(VTADeadlockError,
+                       match=r"FINISH: reached while the load module has not run instruction #1 LOAD INP"):
         layer.run(x)
 
 
@@ -102,7 +103,8 @@ def test_packing_round_trips_and_pads_channels():
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, match", [
     ((1, 16, 8, 8), (16, 16, 3, 3), {"padding": 16}, r"padding \(16, 16\) must be 0\.\.15"),
     ((1, 16, 8, 8), (16, 32, 3, 3), {}, "input has 16 channels, weight expects 32"),
-    ((1, 1024, 4, 4), (16, 1024, 3, 3), {}, "576 weight tiles per output block exceed half the weight buffer"),
+    ((1, 16, 24, 24), (16, 16, 23, 23), {}, "a 23x23 kernel needs 529 weight tiles per channel block"),
+    ((1, 16, 8, 8), (16, 16, 3, 3), {"threads": 3}, "3 virtual threads; 1 or 2"),
     ((1, 16, 4, 2000), (16, 16, 1, 1), {}, "one output row .* does not fit"),
 ])
 def test_unsupported_layers_are_refused_clearly(x_shape, w_shape, kwargs, match):

@@ -11,6 +11,7 @@ from nnforge.passes.rewrite import (Rule, TranslationValidationError, UnsoundRul
 from nnforge.passes.rewrite.cost import graph_seconds
 
 from .bert_block import bert_block
+from .miscompile import broken_batchnorm_fold
 
 
 def ort_run(model, feeds):
@@ -39,17 +40,7 @@ def test_rule_without_examples_is_refused():
 
 
 def test_translation_validation_names_the_miscompiling_rule(monkeypatch):
-    (fold,) = checked(get_rules(["fold-conv-batchnorm"]))  # proved, then the engine "breaks"
-    honest = fold.let
-    monkeypatch.setattr(fold, "let", lambda m: {**honest(m), "b2": honest(m)["b2"] + np.float32(1)})
-    g = parse_graph("""graph t(%x: float32[1,2,3,3]) {
-  %w = const float32[2,2,1,1] [0.5, -1.0, 2.0, 0.25]
-  %g = const float32[2] [1.5, 0.5]
-  %y = Conv(%x, %w)
-  %z = BatchNormalization(%y, %g, %g, %g, %g) {epsilon=1e-5}
-  %r = Relu(%z)
-  return %r
-}""")
+    fold, g = broken_batchnorm_fold(monkeypatch)  # proved, then the engine "breaks"
     best, report = search(g, [fold])
     assert report.fired == ["fold-conv-batchnorm"]
     with pytest.raises(TranslationValidationError, match=r"rule 'fold-conv-batchnorm'.*nodes it created: conv_conv"):
@@ -73,7 +64,8 @@ def test_optimize_resnet_matches_onnxruntime():
     from nnforge.models.builders import resnet
 
     model = resnet(depth=18, num_classes=10, image=32, width=8)
-    out, report = optimize_model(model, max_pops=30)
+    residual = [r.name for r in get_rules() if "residual" in r.name]  # their pops would use the budget
+    out, report = optimize_model(model, disable=residual, max_pops=30)
     onnx.checker.check_model(out)
     assert report.cost_after < 0.85 * report.cost_before
     assert report.fired.count("fold-conv-batchnorm") == 20
