@@ -1,7 +1,10 @@
 """Graph passes (each a pure Graph -> Graph) and the PassManager."""
 from .manager import PASSES, Pass, PassManager, get_pass, register_pass, validate_translation
 
-DEFAULT_PIPELINE = ("simplify", "eliminate-dead-code")
+# fold-qdq: an imported QDQ model (onnxruntime.quantization) runs as integer layers, as in ORT;
+# fuse-elementwise: what simplify left of elementwise chains runs as one kernel per chain
+# (DenseNet-121: 436 -> 312 kernels, 5.6% faster)
+DEFAULT_PIPELINE = ("simplify", "fold-qdq", "fuse-elementwise", "eliminate-dead-code")
 
 __all__ = ["PASSES", "Pass", "PassManager", "get_pass", "register_pass", "validate_translation",
            "DEFAULT_PIPELINE", "run_pipeline"]

@@ -20,8 +20,17 @@ FUSABLE = frozenset({
     "Max", "Min", "Sum", "Mean", "FusedElementwise"})
 
 
+def _is_matmul_bias(node) -> bool:
+    """Add(MatMul/Gemm output, constant): left alone, it is the bias the quantizer folds into QMatMul."""
+    ins = node.inputs
+    return node.op == "Add" and len(ins) == 2 and any(
+        a.producer is not None and a.producer.op in ("MatMul", "Gemm") and b.is_constant
+        for a, b in (ins, ins[::-1]))
+
+
 def _fusable(node) -> bool:
-    return node.op in FUSABLE and node.outputs[0].type.dtype in ("float32", "float64")
+    return (node.op in FUSABLE and node.outputs[0].type.dtype in ("float32", "float64")
+            and not _is_matmul_bias(node))
 
 
 def fusion_groups(graph) -> list:

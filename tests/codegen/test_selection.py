@@ -30,8 +30,24 @@ def relu_rules(monkeypatch):
 def test_cost_model_picks_cheapest_and_explains(relu_rules):
     slow, fast = relu_rules
     real = rules.RULES["Relu"][1]
+    # CPU: compute + memory time, so the fast rule's compute share makes it the cheapest
     choice = select(relu_node((256, 4096)))
-    # the slow rule is compute-bound and loses; real and fast are memory-bound and tie: earlier wins
+    assert choice.rule is fast
+    assert f"*{fast.name}" in choice.explain() and "relu-slow" in choice.explain()
+    assert select(relu_node((256, 4096)), ScheduleOptions({fast.family: False})).rule is real
+    node = relu_node((256, 4096))
+    (r, k), = rules.applicable(node, ScheduleOptions({"slow": False, real.family: False}))
+    memory = 2 * node.outputs[0].nbytes / node.target.memory_bandwidth
+    compute = node.outputs[0].numel / (fast.efficiency * node.target.peak_flops)
+    assert rules.estimate_seconds(node, r, k) == pytest.approx(compute + memory, rel=0.05)
+
+
+def test_roofline_ties_memory_bound_rules(relu_rules, monkeypatch):
+    """A target that overlaps memory with compute: real and fast are memory-bound and tie, the earlier wins."""
+    slow, fast = relu_rules
+    real = rules.RULES["Relu"][1]
+    monkeypatch.setattr(CpuTarget, "overlaps_memory", True)
+    choice = select(relu_node((256, 4096)))
     assert choice.rule is real
     assert f"*{real.name}" in choice.explain() and "relu-slow" in choice.explain()
     assert select(relu_node((256, 4096)), ScheduleOptions({real.family: False})).rule is fast

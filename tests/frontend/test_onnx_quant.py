@@ -5,6 +5,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+import nnforge
 from nnforge.errors import UnsupportedError
 from nnforge.frontend import import_model
 from nnforge.ir import interpret
@@ -192,6 +193,9 @@ def test_fold_qdq_turns_an_onnxruntime_qdq_model_into_integer_layers(tmp_path):
     got = interpret(g, feeds[4])[0]
     out_step = float(g.outputs[0].producer.inputs[1].data)  # the last DequantizeLinear's scale
     assert np.abs(got - want).max() <= out_step * 1.001
+    compiled = nnforge.compile(qdq)  # the default pipeline folds the QDQ patterns too
+    assert any(k["op"] == "QConv" for k in compiled.report)
+    np.testing.assert_array_equal(compiled.run(feeds[4])[0], got)
 
 
 @pytest.mark.parametrize("power_of_two", [False, True])

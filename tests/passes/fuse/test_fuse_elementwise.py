@@ -78,3 +78,19 @@ def test_an_existing_fused_node_is_spliced_into_a_larger_group():
     assert out.nodes[0].attrs["expr"] == "Tanh(Mul($0,Sub($1,Exp($0))))"
     feeds = _feeds(g, 2)
     np.testing.assert_allclose(interpret(out, feeds)[0], interpret(g, feeds)[0], rtol=1e-6)
+
+
+def test_matmul_bias_add_is_left_for_the_quantizer():
+    """Add(MatMul, constant bias) stays its own node (quantize folds it into QMatMul); the chain after it fuses."""
+    rng = np.random.default_rng(0)
+    g = Graph("g")
+    x = g.add_input("x", TensorType("float32", (1, 4, 8)))
+    w = g.constant(rng.standard_normal((8, 8)).astype(np.float32), "w")
+    b = g.constant(rng.standard_normal(8).astype(np.float32), "b")
+    (m,) = g.add_node("MatMul", [x, w])
+    (a,) = g.add_node("Add", [m, b])
+    (t,) = g.add_node("Tanh", [a])
+    (o,) = g.add_node("Mul", [t, a])
+    g.set_outputs([o])
+    out = PassManager(["fuse-elementwise"], verify=True, validate=True).run(g)
+    assert out.op_histogram() == {"MatMul": 1, "Add": 1, "FusedElementwise": 1}
