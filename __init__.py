@@ -31,7 +31,8 @@ def compile(model, target: str = "cpu", input_shapes: dict | None = None, passes
 
     Args:
         model: path to a .onnx file, its bytes, an onnx.ModelProto, or an nnforge ir.Graph.
-        target: "cpu" (the host CPU, all cores).
+        target: "cpu" (the host CPU, all cores), "vta" (VTA layers on the simulator, the rest on
+            the CPU), or "cuda" / a CUDA target dict or JSON string (default arch sm_90).
         input_shapes: fixes symbolic input dims, e.g. {"x": (1, 3, 224, 224)}.
         passes: list of pass names to run (default: passes.DEFAULT_PIPELINE).
         schedule: schedule overrides, e.g. "winograd=off,strassen=on", or a
