@@ -80,15 +80,6 @@ def layer_graphs(graph) -> list:
     return out
 
 
-def lower_node_of(graph, target):
-    """The LowerNode of a one-node graph's node."""
-    from .codegen.kernel import KernelInput, LowerNode
-
-    node = graph.nodes[0]
-    return LowerNode(node.op, node.name, node.attrs, [KernelInput(v.type, v.data) for v in node.inputs],
-                     [v.type for v in node.outputs], target)
-
-
 def sample_interleaved(samplers: dict, rounds: int, pause: float = 0.05) -> dict:
     """label -> {median, min, max} seconds over `rounds` samples of each sampler, taken in turn."""
     samples = {k: [] for k in samplers}
@@ -156,14 +147,14 @@ def bench_layer(graph, target=None, backends=BACKENDS, sessions=None, rounds: in
         {"layer", "op", "inputs", "gflop", "chosen" (the cost model's pick), "results":
          label -> {median, min, max, gflops}}.
     """
-    from .codegen.kernel import CpuTarget
+    from .codegen.kernel import CpuTarget, LowerNode
     from .codegen.measure import record_seconds
     from .codegen.rpc import kernel_sampler
     from .codegen.rules import applicable, select
     from .ir import graph_cost
 
     target = target or CpuTarget.host()
-    n = lower_node_of(graph, target)
+    n = LowerNode.of(graph.nodes[0], target)
     samplers, variants = {}, {}
     if "nnforge" in backends:
         for i, (r, kernel) in enumerate(applicable(n)):
@@ -223,16 +214,15 @@ def write_report(rows, path_prefix: str) -> list[str]:
     return written
 
 
-def bench_model(model, input_shapes=None, backends=BACKENDS, rounds: int = 5, block: int = 2) -> dict:
+def bench_model(model, graph, input_shapes=None, backends=BACKENDS, rounds: int = 5, block: int = 2) -> dict:
     """The whole model in nnforge, ONNX Runtime and/or stock TVM, interleaved; the same row format
-    as `bench_layer` (plus the largest relative output difference from ORT)."""
+    as `bench_layer` (plus the largest relative output difference from ORT). `graph` is the
+    model imported with `input_shapes` (for the feeds and the FLOPs)."""
     import nnforge
 
-    from .driver import import_graph
     from .ir import graph_cost
     from .passes.manager import random_feeds
 
-    graph = import_graph(model, input_shapes)
     feeds = random_feeds(graph)
     samplers, ref = {}, None
     if "ort" in backends or "nnforge" in backends:

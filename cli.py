@@ -64,7 +64,7 @@ def cmd_compile(args):
 
     cm = nnforge.compile(args.model, target=args.target, input_shapes=_shapes(args.shape),
                          schedule=ScheduleOptions.parse(args.schedule, args.measure), progress=_progress,
-                         cache=not args.no_cache and not args.quantize, passes=_pipeline(args))
+                         cache=not args.no_cache, passes=_pipeline(args))
     cm.export(args.output)
     print(f"compiled {args.model} for {args.target} in {time.time() - t0:.1f}s -> {args.output}")
 
@@ -140,9 +140,10 @@ def cmd_bench(args):
         from .passes import run_pipeline
 
         model = onnx.load(args.model)
+        graph = import_graph(model, _shapes(args.shape))
         _progress(f"timing the whole model ({', '.join(backends)})")
-        rows = [bs.bench_model(model, _shapes(args.shape), backends, rounds=args.rounds)]
-        graphs = bs.layer_graphs(run_pipeline(import_graph(model, _shapes(args.shape)))) if args.layers else []
+        rows = [bs.bench_model(model, graph, _shapes(args.shape), backends, rounds=args.rounds)]
+        graphs = bs.layer_graphs(run_pipeline(graph)) if args.layers else []
         graphs = graphs[:args.limit] if args.limit else graphs
     else:
         raise SystemExit("nnforge: error: bench needs a MODEL or --op")

@@ -40,9 +40,7 @@ def compile_model(model, target="cpu", input_shapes=None, passes=None, schedule=
     if target == "vta":  # not cached: its artifact holds VTA programs besides CPU modules
         return _compile_vta(model, cpu, input_shapes, passes, options, progress)
     device, options = (cpu, options) if target == "cpu" else _gpu_target(target, options)
-    # Pass objects (e.g. passes.quantize.quantize_pass with its calibration feeds) have no cache key
-    cacheable = cache and all(isinstance(p, str) for p in passes or ())
-    key = model_key(model, input_shapes, passes, options, device.to_json()) if cacheable else None
+    key = model_key(model, input_shapes, passes, options, device.to_json()) if cache and cacheable(passes) else None
     if key and os.path.isdir(model_path(key)):
         try:
             compiled = load(model_path(key))
@@ -55,6 +53,14 @@ def compile_model(model, target="cpu", input_shapes=None, passes=None, schedule=
     if key:
         store_model(compiled, key)
     return compiled
+
+
+def cacheable(passes) -> bool:
+    """Whether a compile running `passes` can be cached under their names: not with a Pass object
+    (no name to key on) nor a pass reading files (the calibration data of "quantize:int8,calib=DIR")."""
+    from .passes import get_pass
+
+    return all(isinstance(p, str) and not get_pass(p).reads_files for p in passes or ())
 
 
 def _gpu_target(target, options):

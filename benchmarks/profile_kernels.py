@@ -13,7 +13,7 @@ import time
 import numpy as np
 import tvm
 
-from nnforge.codegen.kernel import CpuTarget, KernelInput, LowerNode
+from nnforge.codegen.kernel import CpuTarget, LowerNode
 from nnforge.codegen.rules import lower_node
 from nnforge.driver import import_graph
 from nnforge.models import light_zoo
@@ -34,8 +34,7 @@ def main():
     rows, cache = [], {}
     for node in graph.nodes:
         arrays = [v.data if v.is_constant else env[v.name] for v in node.inputs]
-        ln = LowerNode(node.op, node.name, node.attrs, [KernelInput(v.type, v.data) for v in node.inputs],
-                       [v.type for v in node.outputs], target)
+        ln = LowerNode.of(node, target)
         kernel = lower_node(ln)
         key = (node.op, str(kernel.func))
         if key not in cache:

@@ -170,18 +170,15 @@ class _LayoutFlow:
     def lower_node(self, node, blocks: dict) -> LowerNode:
         """The LowerNode of `node` in the layouts chosen: a Conv is told where its inputs are
         stored and the block wanted for its output; an op that runs blocked sees 5-D types."""
-        inputs = [KernelInput(v.type, v.data) for v in node.inputs]
-        outputs = [v.type for v in node.outputs]
         block = blocks.get(node.outputs[0].name, 0)
         if node.op == "Conv":
-            return LowerNode(node.op, node.name, node.attrs, inputs, outputs, self.target,
-                             tuple(self.stored.get(v.name, 0) for v in node.inputs), block)
+            return LowerNode.of(node, self.target, tuple(self.stored.get(v.name, 0) for v in node.inputs), block)
         if block:
             inputs = [KernelInput(stored_type(v.type, block)) for v in node.inputs]
             outputs = [stored_type(node.outputs[0].type, block)]
             return LowerNode(node.op, node.name, node.attrs, inputs, outputs, self.target,
                              tuple(block for _ in inputs), block)
-        return LowerNode(node.op, node.name, node.attrs, inputs, outputs, self.target)
+        return LowerNode.of(node, self.target)
 
 
 def _layouts_text(inputs, in_blocks, outs, out_block: int) -> str:

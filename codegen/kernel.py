@@ -100,6 +100,13 @@ class LowerNode:
     blocks: tuple = ()
     out_block: int = 0
 
+    @staticmethod
+    def of(node, target, blocks: tuple = (), out_block: int = 0) -> "LowerNode":
+        """The LowerNode of an ir.Node: its op, attributes, input types (with constants' data) and
+        output types."""
+        return LowerNode(node.op, node.name, node.attrs, [KernelInput(v.type, v.data) for v in node.inputs],
+                         [v.type for v in node.outputs], target, blocks, out_block)
+
     def placeholder(self, i: int, name: str | None = None):
         """A te.placeholder for node input i."""
         from tvm import te

@@ -23,6 +23,8 @@ class Pass:
     name: str
     fn: Callable
     doc: str
+    reads_files: bool = False  # its result depends on files besides the model (calibration data):
+    # a compile running it cannot be cached under the pass name (driver.cacheable)
 
     def __call__(self, graph):
         return self.fn(graph)

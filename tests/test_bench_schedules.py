@@ -7,7 +7,7 @@ import pytest
 from nnforge import bench_schedules as bs
 from nnforge.cli import main
 from nnforge.codegen import measure
-from nnforge.codegen.kernel import CpuTarget
+from nnforge.codegen.kernel import CpuTarget, LowerNode
 from nnforge.codegen.rules import applicable
 from nnforge.errors import NnforgeError
 from nnforge.ir import get_op, interpret
@@ -23,7 +23,7 @@ def test_op_graph_builds_the_layer_with_constant_weights():
 
 def test_bench_layer_times_every_applicable_variant_and_records_them():
     g = bs.op_graph("Conv", [(1, 16, 12, 12), (16, 16, 3, 3)], {"pads": (1, 1, 1, 1)})
-    n = bs.lower_node_of(g, CpuTarget.host())
+    n = LowerNode.of(g.nodes[0], CpuTarget.host())
     rules = [r.name for r, _ in applicable(n)]
     assert {"conv2d-nchwc-direct", "conv2d-winograd-f4", "conv2d-im2col"} <= set(rules)
     row = bs.bench_layer(g, backends=("nnforge", "ort"), rounds=2, block=1)
@@ -63,7 +63,7 @@ def test_rpc_tracker_and_two_servers_measure_a_schedule_set():
     with local_cluster("nnforge-test", servers=2, port=9590) as address:
         remote = sessions(address, "nnforge-test", 2)
         row = bs.bench_layer(g, backends=("nnforge",), sessions=remote, rounds=2, block=2, record=False)
-    n = bs.lower_node_of(g, CpuTarget.host())
+    n = LowerNode.of(g.nodes[0], CpuTarget.host())
     assert set(row["results"]) == {r.name for r, _ in applicable(n)} and len(row["results"]) >= 2
     assert all(s["median"] > 0 for s in row["results"].values())
 

@@ -71,7 +71,7 @@ def quantize_pass(calibration, calibrator: str = "percentile", power_of_two: boo
     """A `quantize` Pass for PassManager / nnforge.compile(passes=[...]) (arguments as `quantize`)."""
     def run(graph):
         return quantize(graph, calibration, calibrator, power_of_two, weight_bits)
-    return Pass("quantize", run, "post-training int8 quantization with calibration data")
+    return Pass("quantize", run, "post-training int8 quantization with calibration data", reads_files=True)
 
 
 def quantize_spec(calib: str, calibrator: str = "percentile", power_of_two: bool = False) -> str:
@@ -96,4 +96,4 @@ def _quantize_factory(argument: str) -> Pass:
     if options.get("weight-bits", "8") not in ("7", "8"):
         raise NnforgeError(f"weight-bits must be 7 or 8, got {options['weight-bits']!r}")
     p = quantize_pass(options["calib"], calibrator, "power-of-two" in options, int(options.get("weight-bits", 8)))
-    return Pass(f"quantize:{argument}", p.fn, p.doc)
+    return Pass(f"quantize:{argument}", p.fn, p.doc, reads_files=True)  # the calibration directory

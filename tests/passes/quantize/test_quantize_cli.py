@@ -73,3 +73,13 @@ def test_cli_quantize_needs_calib(tmp_path):
     empty.mkdir()
     assert main(["compile", str(model_path), "-o", str(tmp_path / "a"), "--quantize", "int8",
                  "--calib", str(empty)]) == 2  # a clean nnforge error, printed
+
+
+def test_compiles_with_calibration_data_are_not_cached_by_pass_name(calib_dir):
+    """The calibration directory's files can change under the same "quantize:...,calib=DIR" name."""
+    from nnforge.driver import cacheable
+    from nnforge.passes.quantize import quantize_pass, quantize_spec
+
+    assert cacheable([*DEFAULT_PIPELINE, "prune:magnitude:0.5"])
+    assert not cacheable([*DEFAULT_PIPELINE, quantize_spec(str(calib_dir))])
+    assert not cacheable([*DEFAULT_PIPELINE, quantize_pass(str(calib_dir))])
