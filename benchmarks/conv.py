@@ -4,9 +4,10 @@ Layers: the 3x3 convs of ResNet-50 and VGG-19 and the 64..256-channel 56x56/28x2
 (batch 1, stride 1, pad 1, bias). Each variant is built by calling its rule directly, so
 the cost model's choice does not matter; runs are interleaved in blocks (nnforge.bench),
 medians reported. Effective GFLOPS = the direct conv's FLOPs / time. Errors are
-max|y - ref| / max|ref| against the float64 reference.
+max|y - ref| / max|ref| against the float64 reference. `--blocked`: input and output stored
+NCHW16c (NCHW{lanes}c), as between two convs of a compiled model, instead of NCHW.
 
-    .venv/bin/python benchmarks/conv.py [--out benchmarks/out] [--rounds 5] [--layers 64@56,128@28]
+    .venv/bin/python benchmarks/conv.py [--out benchmarks/out] [--rounds 5] [--layers 64@56,128@28] [--blocked]
 """
 import argparse
 import json
@@ -32,8 +33,9 @@ LAYERS = {  # channels@size -> where it comes from
 }
 
 
-def conv_node(c: int, hw: int, rng) -> tuple:
-    """A batch-1 3x3 pad-1 Conv node with bias and constant weights, and its input arrays."""
+def conv_node(c: int, hw: int, rng, block: int = 0) -> tuple:
+    """A batch-1 3x3 pad-1 Conv node with bias and constant weights, and its input arrays
+    (NCHW; the node reads and writes NCHW{block}c when `block`)."""
     x = rng.standard_normal((1, c, hw, hw)).astype("float32")
     w = (rng.standard_normal((c, c, 3, 3)) / np.sqrt(9 * c)).astype("float32")
     b = rng.standard_normal(c).astype("float32")
@@ -41,7 +43,16 @@ def conv_node(c: int, hw: int, rng) -> tuple:
     attrs = opdef.check_attrs({"pads": (1, 1, 1, 1)}, "conv")
     ins = [KernelInput(TensorType.of(x)), KernelInput(TensorType.of(w), w), KernelInput(TensorType.of(b), b)]
     outs = opdef.infer_types([i.type for i in ins], attrs, "conv")
-    return LowerNode("Conv", f"conv{c}@{hw}", attrs, ins, outs, CpuTarget.host()), [x, w, b]
+    blocks = (block,) if block else ()
+    return LowerNode("Conv", f"conv{c}@{hw}", attrs, ins, outs, CpuTarget.host(), blocks, block), [x, w, b]
+
+
+def to_blocks(a: np.ndarray, block: int) -> np.ndarray:
+    """NCHW -> NCHW{block}c (NCHW itself for block 0)."""
+    if not block:
+        return a
+    n, c, h, w = a.shape
+    return np.ascontiguousarray(a.reshape(n, c // block, block, h, w).transpose(0, 1, 3, 4, 2))
 
 
 def build(node: LowerNode, rule_name: str):
@@ -55,11 +66,12 @@ def build(node: LowerNode, rule_name: str):
     return kernel, f, r
 
 
-def bench_layer(key: str, rounds: int, rng) -> dict:
+def bench_layer(key: str, rounds: int, rng, block: int = 0) -> dict:
     c, hw = map(int, key.split("@"))
-    node, arrays = conv_node(c, hw, rng)
+    node, arrays = conv_node(c, hw, rng, block)
     dev = tvm.cpu()
-    ref = get_op("Conv").run([a.astype(np.float64) for a in arrays], node.attrs)[0]
+    ref = to_blocks(get_op("Conv").run([a.astype(np.float64) for a in arrays], node.attrs)[0], block)
+    arrays[0] = to_blocks(arrays[0], block)
     direct_flops = get_op("Conv").cost([i.type for i in node.inputs], node.outputs, node.attrs).flops
     fns, info = {}, {}
     for label, rule_name in VARIANTS.items():
@@ -67,8 +79,10 @@ def bench_layer(key: str, rounds: int, rng) -> dict:
         if built is None:
             continue
         kernel, f, r = built
+        if (kernel.in_blocks[0], kernel.out_block) != (block, block):
+            continue  # a variant that does not read and write the blocked layout (im2col)
         args = [tvm.runtime.tensor(np.ascontiguousarray(arrays[a] if isinstance(a, int) else a), dev)
-                for a in kernel.args] + [tvm.runtime.tensor(np.zeros(node.outputs[0].shape, "float32"), dev)]
+                for a in kernel.args] + [tvm.runtime.tensor(np.zeros(ref.shape, "float32"), dev)]
         f(*args)
         y = args[-1].numpy()
         err = float(np.abs(y - ref).max() / np.abs(ref).max())
@@ -110,21 +124,24 @@ def main():
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out"))
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--layers", default=",".join(LAYERS))
+    p.add_argument("--blocked", action="store_true", help="NCHW{lanes}c input and output")
     args = p.parse_args()
+    block = CpuTarget.host().vector_lanes if args.blocked else 0
     os.makedirs(args.out, exist_ok=True)
     rng = np.random.default_rng(0)
     rows = []
     head = "".join(f"{v:>28s}" for v in VARIANTS)
     print(f"{'layer':8s} {'GFLOP':>6s}{head}\n{'':15s}" + "      ms  GFLOPS  x  rel.err" * len(VARIANTS))
     for key in args.layers.split(","):
-        row = bench_layer(key, args.rounds, rng)
+        row = bench_layer(key, args.rounds, rng, block)
         rows.append(row)
         cells = "".join(
             f"{v['ms']:8.3f} {v['gflops']:6.1f} {v['speedup']:4.2f} {v['rel_err']:7.1e}" if v else f"{'-':>28s}"
             for v in (row["variants"].get(name) for name in VARIANTS))
         print(f"{key:8s} {row['direct_flops'] / 1e9:6.2f}{cells}", flush=True)
     with open(os.path.join(args.out, "conv.json"), "w") as f:
-        json.dump({"target": CpuTarget.host().to_json(), "threads": os.environ["TVM_NUM_THREADS"], "rows": rows},
+        json.dump({"target": CpuTarget.host().to_json(), "threads": os.environ["TVM_NUM_THREADS"],
+                   "layout": f"NCHW{block}c" if block else "NCHW", "rows": rows},
                   f, indent=1)
     plot(rows, os.path.join(args.out, "conv.png"))
     print(f"wrote {args.out}/conv.json, conv.png")

@@ -1,10 +1,14 @@
 """Operator fusion, fused-layer conv and memory planning, measured.
 
-1. Early conv groups of VGG-19 and ResNet-50 (light zoo, weights re-randomized), each
-   compiled alone unfused and as one FusedLayerConv: bytes of intermediate tensors written
-   to memory (unfused: every intermediate feature map; fused: none, the strip buffers
-   stay per task, their working set is shown next to the L2 size), the FLOPs the halo
-   recomputation adds, and latency (interleaved, medians).
+1. Early conv groups of VGG-19 (blocks 1 and 2) and ResNet-50 (first 1x1 + 3x3), light zoo,
+   weights re-randomized, each compiled alone: unfused (the codegen's choice per node, often
+   Winograd), unfused with direct convs only (winograd=off: the fused kernel's method, so
+   FLOP rates compare), and one FusedLayerConv with the halo recomputed / reused. Bytes of
+   intermediate tensors written to memory (unfused: every intermediate feature map; fused:
+   none, the line buffers stay per task, their working set shown next to the L2 size), the
+   FLOPs each halo mode adds, latency (interleaved, medians) and GFLOP/s (direct conv FLOPs
+   over time). Run once per thread count (TVM_NUM_THREADS=1, 2); --size 448 runs the VGG
+   groups on 448x448 images (intermediates larger than the L3).
 2. Kernels launched per light-zoo model: graph nodes with the default pipeline and with
    the fusion passes (fuse-elementwise, fuse-layers auto) added; for the models given to
    --lower also the call_tir count of the lowered module (layout transforms included).
@@ -13,8 +17,8 @@
 4. Whole-model latency (--latency models): default pipeline vs + fuse-elementwise vs
    + fuse-layers (auto), interleaved, medians, each checked against ONNX Runtime.
 
-    .venv/bin/python benchmarks/fusion.py [--rounds 10] [--lower vgg19 resnet50]
-        [--latency vgg19 resnet50] [--skip-groups] [--json F]
+    TVM_NUM_THREADS=1 .venv/bin/python benchmarks/fusion.py [--rounds 10] [--lower vgg19 resnet50]
+        [--latency vgg19 resnet50] [--skip-groups] [--size 448] [--json F]
 """
 import argparse
 import json
@@ -28,56 +32,70 @@ import numpy as np
 import nnforge
 from nnforge.bench import interleaved
 from nnforge.driver import import_graph
-from nnforge.ir import Graph, interpret
+from nnforge.codegen.kernel import CpuTarget
+from nnforge.ir import Graph, TensorType, get_op, interpret
 from nnforge.models import light_zoo
 from nnforge.passes import DEFAULT_PIPELINE, run_pipeline
-from nnforge.passes.fuse.layers import (choose_tile_rows, conv_chains, fuse_layers, l2_cache_bytes,
+from nnforge.passes.fuse.layers import (choose_tiling, conv_chains, fuse_layers, l2_cache_bytes,
                                         recompute_fraction, strip_working_set)
 
 FUSION_PASSES = ("fuse-elementwise", "fuse-layers")
-# (model, how many chains from the start, most convs per chain)
+# (model, how many chains from the start, most convs per chain): VGG-19 blocks 1 and 2, ResNet-50's
+# first 1x1 + 3x3 pair
 EARLY_GROUPS = (("vgg19", 2, 2), ("resnet50", 1, 2))
+HALOS = ("recompute", "reuse")
 
 
-def _subgraph(chain, name: str) -> Graph:
-    """The chain alone: its first input becomes the graph input, constants stay constants."""
+def _subgraph(chain, name: str, scale: float = 1.0) -> Graph:
+    """The chain alone: its first input becomes the graph input (its height and width times
+    `scale`), constants stay constants."""
     g = Graph(name)
-    x = g.add_input("x", chain[0].inputs[0].type)
+    n, c, h, w = chain[0].inputs[0].type.shape
+    x = g.add_input("x", TensorType(chain[0].inputs[0].type.dtype, (n, c, round(h * scale), round(w * scale))))
     value = x
-    for n in chain:
-        ins = [value] + [g.constant(v.data, "w") for v in n.inputs[1:]]
-        value = g.add_node(n.op, ins, n.attrs, name=n.name)[0]
+    for node in chain:
+        ins = [value] + [g.constant(v.data, "w") for v in node.inputs[1:]]
+        value = g.add_node(node.op, ins, node.attrs, name=node.name)[0]
     g.set_outputs([value])
     return g
 
 
-def early_groups(rounds: int) -> list:
-    """Section 1 rows: one per conv group."""
+def early_groups(rounds: int, size: int | None = None) -> list:
+    """Section 1 rows: one per conv group, unfused vs fused with the halo recomputed / reused."""
     rows, l2 = [], l2_cache_bytes()
     for model, count, depth in EARLY_GROUPS:
         graph = run_pipeline(import_graph(light_zoo.load(model)))
-        for i, chain in enumerate(conv_chains(graph, depth)[:count]):
-            plain = _subgraph(chain, f"{model}_group{i}")
-            tile_rows = choose_tile_rows(chain, l2, force=True)
-            fused = fuse_layers(plain, depth, l2, force=True)
+        for i, whole in enumerate(conv_chains(graph, depth)[:count]):
+            scale = size / graph.inputs[0].type.shape[2] if size and model == "vgg19" else 1.0
+            plain = _subgraph(whole, f"{model}_group{i}", scale)
+            chain = conv_chains(plain, depth)[0]
+            tile_rows = choose_tiling(chain, l2, force=True)[0]
+            graphs = {"unfused": plain, **{h: fuse_layers(plain, depth, l2, force=True, halo=h) for h in HALOS}}
             intermediates = sum(n.outputs[0].type.nbytes for n in chain[:-1])
             feeds = {"x": np.random.default_rng(i).standard_normal(plain.inputs[0].type.shape).astype(np.float32)}
-            a = nnforge.compile(plain, passes=[], cache=False)
-            b = nnforge.compile(fused, passes=[], cache=False)
             ref = interpret(plain, feeds)[0]
-            err = max(float(np.abs(m.run(feeds)[0] - ref).max() / np.abs(ref).max()) for m in (a, b))
-            t = interleaved({"unfused": lambda: a.run(feeds), "fused": lambda: b.run(feeds)}, rounds)
+            mods = {k: nnforge.compile(g, passes=[], cache=False) for k, g in graphs.items()}
+            # the unfused convs as direct convs (conv2d.py), the fused kernel's method: FLOP rates compare
+            mods["unfused-direct"] = nnforge.compile(plain, passes=[], cache=False, schedule="winograd=off")
+            err = max(float(np.abs(m.run(feeds)[0] - ref).max() / np.abs(ref).max()) for m in mods.values())
+            t = interleaved({k: (lambda m=m: m.run(feeds)) for k, m in mods.items()}, rounds)
+            flops = sum(get_op("Conv").cost([v.type for v in n.inputs], [n.outputs[0].type], n.attrs).flops
+                        for n in chain if n.op == "Conv")
+            ms = {k: v["median"] * 1e3 for k, v in t.items()}
             rows.append(dict(
-                group=f"{model} " + "+".join(n.name for n in chain), layers=[n.op for n in chain],
-                tile_rows=tile_rows, intermediate_bytes_unfused=intermediates, intermediate_bytes_fused=0,
+                group=f"{model} " + "+".join(n.name for n in chain), input=list(plain.inputs[0].type.shape),
+                threads=int(os.environ["TVM_NUM_THREADS"]), tile_rows=tile_rows,
+                intermediate_bytes_unfused=intermediates, intermediate_bytes_fused=0,
                 strip_working_set=strip_working_set(chain, tile_rows), l2_bytes=l2,
-                recompute=recompute_fraction(chain, tile_rows), unfused_ms=t["unfused"]["median"] * 1e3,
-                fused_ms=t["fused"]["median"] * 1e3, max_rel_err=err))
+                extra_flops={h: recompute_fraction(chain, tile_rows, CpuTarget.host().num_cores, h) for h in HALOS},
+                ms=ms, min_ms={k: v["min"] * 1e3 for k, v in t.items()},
+                gflops={k: flops / v / 1e6 for k, v in ms.items()}, max_rel_err=err))
             r = rows[-1]
-            print(f"{r['group']:60s} rows {tile_rows:3d}  intermediates {intermediates / 1e6:6.2f} MB -> 0 "
-                  f"(strip {r['strip_working_set'] / 1024:5.0f} KiB, L2 {l2 // 1024} KiB)  "
-                  f"+{r['recompute'] * 100:4.1f}% FLOPs  {r['unfused_ms']:7.2f} -> {r['fused_ms']:7.2f} ms "
-                  f"(x{r['unfused_ms'] / r['fused_ms']:.2f})  err {err:.1e}", flush=True)
+            print(f"{r['group']:45s} {'x'.join(map(str, r['input'][2:]))} {r['threads']}T rows {tile_rows:3d}  "
+                  f"intermediates {intermediates / 1e6:6.2f} MB -> 0 (strip {r['strip_working_set'] / 1024:5.0f} "
+                  f"KiB, L2 {l2 // 1024} KiB)  extra FLOPs " + "/".join(f"{r['extra_flops'][h] * 100:.1f}%" for h in HALOS)
+                  + "  ms " + "  ".join(f"{k} {v:7.2f} ({r['gflops'][k]:.0f} GF/s)" for k, v in ms.items())
+                  + f"  err {err:.1e}", flush=True)
     return rows
 
 
@@ -143,10 +161,11 @@ def main():
                    help="models to lower for call_tir counts and activation memory (slow)")
     p.add_argument("--latency", nargs="*", default=["vgg19", "resnet50"], help="models to time whole")
     p.add_argument("--skip-groups", action="store_true", help="leave out section 1")
+    p.add_argument("--size", type=int, help="VGG groups at this image size (e.g. 448: intermediates > L3)")
     p.add_argument("--json")
     args = p.parse_args()
     print(f"# load: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
-    groups = [] if args.skip_groups else early_groups(args.rounds)
+    groups = [] if args.skip_groups else early_groups(args.rounds, args.size)
     counts = kernel_counts(set(args.lower))
     latency = whole_models(args.latency, args.rounds)
     print(f"# load: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")

@@ -37,6 +37,11 @@ CONVS = {
     "r50-1x1-256-64@56": (256, 56, 64, 1, 1, 0),
     "r50-1x1-1024-256@14": (1024, 14, 256, 1, 1, 0),
 }
+# MobileNet-style depthwise 3x3 (group == C): (C, H(=W), stride); also timed against the generic int8 rule
+DEPTHWISE = {
+    "dw-32@112": (32, 112, 1), "dw-96@56s2": (96, 56, 2), "dw-144@56": (144, 56, 1), "dw-192@28": (192, 28, 1),
+    "dw-384@14": (384, 14, 1), "dw-576@14": (576, 14, 1), "dw-576@14s2": (576, 14, 2), "dw-960@7": (960, 7, 1),
+}
 # gemm name: (M, K, N)
 GEMMS = {
     "gemm-512x1024x1024": (512, 1024, 1024),
@@ -93,6 +98,16 @@ def layers(only, weight_bits):
         int8 = ({**geo, **_requant(c * k * k, m, rng)}, [x, w, b])
         fp32 = (geo, [x.astype("float32") / 64, w.astype("float32") / 64, b.astype("float32")])
         yield name, ("QConv", "Conv"), 2.0 * m * oh * oh * c * k * k, int8, fp32
+    for name, (c, h, s) in DEPTHWISE.items():
+        if only and only not in name:
+            continue
+        x = rng.integers(0, 256, (1, c, h, h)).astype("uint8")
+        w = rng.integers(-half, half, (c, 1, 3, 3)).astype("int8")
+        b = rng.integers(-1000, 1000, c).astype("int32")
+        geo = {"strides": (s, s), "pads": (1,) * 4, "group": c}
+        oh = (h - 1) // s + 1
+        yield (name, ("QConv", "Conv"), 2.0 * c * oh * oh * 9, ({**geo, **_requant(9, c, rng)}, [x, w, b]),
+               (geo, [x.astype("float32") / 64, w.astype("float32") / 64, b.astype("float32")]))
     for name, (rows, k, cols) in GEMMS.items():
         if only and only not in name:
             continue
@@ -125,12 +140,17 @@ def main():
         qcall, qrule, qdesc, qasm, qout = _compiled(qnode, qarrays, options)
         fcall, frule, _, _, _ = _compiled(fnode, farrays)
         assert np.array_equal(qout, expected), f"{name}: int8 kernel {qrule} differs from the reference"
-        t = interleaved({"int8": qcall, "fp32": fcall}, rounds=args.rounds, block=5)
+        calls = {"int8": qcall, "fp32": fcall}
+        if name.startswith("dw-") and not args.portable:  # the depthwise rule against the generic one it replaces
+            calls["generic"], _, _, _, gout = _compiled(qnode, qarrays, rules.ScheduleOptions({"int8": False}))
+            assert np.array_equal(gout, expected), f"{name}: generic int8 kernel differs from the reference"
+        t = interleaved(calls, rounds=args.rounds, block=5)
         qms, fms = t["int8"]["median"] * 1e3, t["fp32"]["median"] * 1e3
         speedups.append((fms / qms, t["fp32"]["min"] / t["int8"]["min"]))
         # the ratio of the fastest runs is less sensitive to other processes on a shared machine
+        vs_generic = f"; {t['generic']['median'] / t['int8']['median']:.2f}x the generic rule" if "generic" in t else ""
         print(f"{name:22s} {qms:8.3f} {ops / qms / 1e6:6.1f} {fms:8.3f} {ops / fms / 1e6:6.1f} {speedups[-1][0]:9.2f}x"
-              f" {speedups[-1][1]:8.2f}x  {qrule} / {frule}", flush=True)
+              f" {speedups[-1][1]:8.2f}x  {qrule} / {frule}{vs_generic}", flush=True)
         if args.asm:
             mix = Counter(op for op in re.findall(r"^\s+(v\w+)", qasm, re.M) if op in ASM_OPS)
             print(f"{'':22s} {qdesc}; asm: {dict(mix)}")

@@ -5,8 +5,8 @@ weights (nnforge.models), calibrated on random-normal feeds: the output cosine s
 with the fp32 model and the top-1 agreement over held-out feeds (both from the numpy
 reference interpreter), per calibrator and scale mode (plus minmax with the output layer kept
 fp32, int8_outputs=False); constant (weight) bytes int8 vs fp32;
-and, with --speed, the compiled int8 model vs our compiled fp32 model, interleaved in one
-process (medians).
+and, with --speed, the compiled int8 model (residual Adds inside the QConvs, and in float as
+before them) vs our compiled fp32 model, interleaved in one process (medians), with kernel counts.
 
     .venv/bin/python benchmarks/quantize.py [--calib 8] [--test 16] [--speed] [--rounds 10]
 """
@@ -55,49 +55,56 @@ def accuracy(graph, qgraph, test, reference):
 
 
 def accuracy_rows(args) -> list:
+    """Per model and variant (calibrator, power-of-two, int8 output layer, residual Adds in int8
+    or in float): cosine and top-1 vs fp32, weight bytes, quantization time, kernels' worth of nodes."""
     rows = []
-    print(f"{'model':14s} {'calibrator':10s} {'pow2':>5s} {'out':>4s} {'min cos':>8s} {'mean cos':>9s} "
-          f"{'top-1':>6s} {'fp32 MB':>8s} {'int8 MB':>8s} {'ratio':>6s} {'quant s':>8s}")
+    print(f"{'model':14s} {'calibrator':10s} {'pow2':>5s} {'out':>4s} {'res':>5s} {'min cos':>8s} {'mean cos':>9s} "
+          f"{'top-1':>6s} {'fp32 MB':>8s} {'int8 MB':>8s} {'ratio':>6s} {'nodes':>6s} {'quant s':>8s}")
     for name, (build, inp, shape) in MODELS.items():
         graph = run_pipeline(import_graph(build()))
         calib, test = feeds(inp, shape, args.calib, 1), feeds(inp, shape, args.test, 2)
         reference = [interpret(graph, f)[0] for f in test]
-        variants = [(c, pow2, True) for c in CALIBRATORS for pow2 in (False, True)] + [("minmax", False, False)]
-        for calibrator, pow2, int8_out in variants:
+        variants = ([(c, pow2, True, True) for c in CALIBRATORS for pow2 in (False, True)]
+                    + [(c, False, True, False) for c in CALIBRATORS] + [("minmax", False, False, True)])
+        for calibrator, pow2, int8_out, int8_res in variants:
             t0 = time.perf_counter()
-            q = quantize(graph, calib, calibrator, power_of_two=pow2, int8_outputs=int8_out)
+            q = quantize(graph, calib, calibrator, power_of_two=pow2, int8_outputs=int8_out, int8_residuals=int8_res)
             secs = time.perf_counter() - t0
             lo, mean, top1 = accuracy(graph, q, test, reference)
             fp32, int8 = weight_bytes(graph), weight_bytes(q)
             rows.append(dict(model=name, calibrator=calibrator, power_of_two=pow2, int8_outputs=int8_out,
-                             min_cos=lo, mean_cos=mean, top1=top1, fp32_bytes=fp32, int8_bytes=int8,
-                             quantize_s=secs))
+                             int8_residuals=int8_res, min_cos=lo, mean_cos=mean, top1=top1, fp32_bytes=fp32,
+                             int8_bytes=int8, nodes=len(q.nodes), quantize_s=secs))
             print(f"{name:14s} {calibrator:10s} {str(pow2):>5s} {'int8' if int8_out else 'fp32':>4s} "
-                  f"{lo:8.4f} {mean:9.4f} {top1:6.2f} {fp32 / 1e6:8.2f} {int8 / 1e6:8.2f} {fp32 / int8:6.2f} "
-                  f"{secs:8.1f}", flush=True)
+                  f"{'int8' if int8_res and not pow2 else 'fp32':>5s} {lo:8.4f} {mean:9.4f} {top1:6.2f} "
+                  f"{fp32 / 1e6:8.2f} {int8 / 1e6:8.2f} {fp32 / int8:6.2f} {len(q.nodes):6d} {secs:8.1f}", flush=True)
     return rows
 
 
 def speed_row(args) -> dict:
+    """ResNet-18 at 224 compiled: fp32, int8 with float residual Adds (QConv -> Dequantize -> Add ->
+    Relu -> Quantize, int8_residuals=False) and int8 with the Adds inside the QConvs, interleaved."""
     build, inp, shape = SPEED_MODEL
     graph = run_pipeline(import_graph(build()))
     calib = feeds(inp, shape, 4, 1)
-    q = quantize(graph, calib, args.speed_calibrator)
     x = feeds(inp, shape, 1, 3)[0]
-    t0 = time.perf_counter()
-    fp32 = nnforge.compile(graph, cache=False)
-    t1 = time.perf_counter()
-    int8 = nnforge.compile(q, cache=False)
-    t2 = time.perf_counter()
-    want, got = interpret(q, x)[0], int8.run(x)[0]
-    exact = bool(np.array_equal(want, got))
-    times = interleaved({"fp32": lambda: fp32.run(x), "int8": lambda: int8.run(x)}, rounds=args.rounds)
-    row = dict(model="resnet18-224", fp32_ms=times["fp32"]["median"] * 1e3, int8_ms=times["int8"]["median"] * 1e3,
-               compile_fp32_s=t1 - t0, compile_int8_s=t2 - t1, int8_equals_interpreter=exact,
-               load=os.getloadavg()[0])
-    print(f"\nresnet18-224 compiled: fp32 {row['fp32_ms']:.2f} ms, int8 {row['int8_ms']:.2f} ms, "
-          f"speedup {row['fp32_ms'] / row['int8_ms']:.2f}x  (compile {row['compile_fp32_s']:.0f}s / "
-          f"{row['compile_int8_s']:.0f}s; int8 == interpreter: {exact}; load {row['load']:.2f})")
+    models, row = {}, dict(model="resnet18-224", load=os.getloadavg()[0])
+    for name, g in (("fp32", graph), ("int8_float_add", quantize(graph, calib, args.speed_calibrator,
+                                                                  int8_residuals=False)),
+                    ("int8", quantize(graph, calib, args.speed_calibrator))):
+        t0 = time.perf_counter()
+        models[name] = nnforge.compile(g, cache=False)
+        row[f"compile_{name}_s"] = time.perf_counter() - t0
+        row[f"kernels_{name}"] = len(models[name].report)
+        if name != "fp32":
+            row[f"{name}_equals_interpreter"] = bool(np.array_equal(interpret(g, x)[0], models[name].run(x)[0]))
+    times = interleaved({k: (lambda m=m: m.run(x)) for k, m in models.items()}, rounds=args.rounds)
+    row.update({f"{k}_ms": times[k]["median"] * 1e3 for k in models})
+    print(f"\nresnet18-224 compiled (load {row['load']:.2f}), medians interleaved:")
+    for k in models:
+        exact = f", == interpreter: {row[k + '_equals_interpreter']}" if k != "fp32" else ""
+        print(f"  {k:15s} {row[k + '_ms']:8.2f} ms  {row['fp32_ms'] / row[k + '_ms']:5.2f}x vs fp32  "
+              f"{row['kernels_' + k]:4d} kernels  (compile {row['compile_' + k + '_s']:.0f}s{exact})")
     return row
 
 

@@ -431,18 +431,7 @@ def conv2d_depthwise(n: LowerNode) -> Kernel | None:
     ins, args = [x, w_ph] + epilogue.inputs, [0, w_arg] + epilogue.args
 
     def schedule(sch):
-        blk = sch.get_sblock("conv")
-        acc = sch.cache_write(blk, 0, "local")
-        b, gi, cb, yy, xx, one, c, ry_, rx_ = sch.get_loops(blk)
-        xo, xi = sch.split(xx, [None, reg_n])
-        sch.reorder(b, gi, cb, yy, xo, ry_, rx_, xi, one, c)
-        sch.reverse_compute_at(acc, xo)
-        sch.unroll(rx_)
-        sch.unroll(xi)
-        sch.vectorize(c)
-        sch.parallel(sch.fuse(b, gi, cb, yy))
-        sch.decompose_reduction(blk, ry_)
-        sch.vectorize(sch.get_loops(acc)[-1])
+        schedule_depthwise_tile(sch, reg_n)
         _schedule_pack(sch, "data_pack")
         if not n.inputs[1].is_constant:
             _schedule_pack(sch, "w_pack")
@@ -457,3 +446,21 @@ def conv2d_depthwise(n: LowerNode) -> Kernel | None:
 def conv2d_fallback(n: LowerNode) -> Kernel:
     """Any Conv the fast rules do not take (other dtypes)."""
     return conv2d_generic(n)
+
+
+def schedule_depthwise_tile(sch, reg_n: int):
+    """The "conv" block of a channel-blocked depthwise conv [N, 1, C/lanes, OH, OWp, 1, lanes]:
+    register tiles of `reg_n` columns x lanes channels, taps innermost but the columns, parallel
+    over (image, channel block, row). Shared by the float and the int8 depthwise rules."""
+    blk = sch.get_sblock("conv")
+    acc = sch.cache_write(blk, 0, "local")
+    b, gi, cb, yy, xx, one, c, ry_, rx_ = sch.get_loops(blk)
+    xo, xi = sch.split(xx, [None, reg_n])
+    sch.reorder(b, gi, cb, yy, xo, ry_, rx_, xi, one, c)
+    sch.reverse_compute_at(acc, xo)
+    sch.unroll(rx_)
+    sch.unroll(xi)
+    sch.vectorize(c)
+    sch.parallel(sch.fuse(b, gi, cb, yy))
+    sch.decompose_reduction(blk, ry_)
+    sch.vectorize(sch.get_loops(acc)[-1])

@@ -1,23 +1,26 @@
 """Fused-layer convolution (Alwani et al., "Fused-Layer CNN Accelerators", MICRO 2016):
 one kernel computes a chain of convs (and a trailing MaxPool) strip by strip.
 
-The final output is cut into strips of `tile_rows` rows. For each strip (one parallel
-task) every layer computes only the rows the next layer's windows need, the strip's
-pyramid, into a small per-task buffer with the next layer's zero padding built in:
+The final output is cut into strips of `tile_rows` rows, and the strips of an image into
+`bands` contiguous runs: one parallel task per (image, band) walks its strips in order.
+Each task owns one line buffer per tensor of the chain (x, then each conv's output but
+the last), allocated once: a ring of as many rows as one strip's pyramid needs, row g
+at ring row g mod height, in channel blocks with the consumer's zero padding built in:
 
-    x NCHW --rows of the pyramid--> X [C, E0, W0p] --conv--> T1 [M1/cb, E1, W1p, cb] --conv--> ...
+    x NCHW --new rows--> X [C/b0, R0, pl+W+pr, b0] --conv--> T1 [M1/b1, R1, W1p, b1] --conv--> ...
         --> last conv (or MaxPool) rows of the strip --> y NCHW
 
-so intermediate feature maps never go to memory as whole tensors. Rows shared by two
-neighbouring pyramids (the halo) are recomputed by both: the pass picks the strip height
-so that this overhead is small and the buffers fit the L2 cache.
+For each strip every layer computes the rows of its window (ir/ops/fused.py
+`strip_windows`) that are not in its ring yet: with halo="reuse" only the rows past the
+previous strip's window, with halo="recompute" all of them (the rows two pyramids share
+computed twice). Rows of a window outside the image are written as zeros (they are the
+consumer's padding); padding columns are zeroed once per task and never written, so the
+convs read no index clamps or masks.
 
-Every buffer is indexed by the strip number, which makes each stage's region per strip a
-constant-size box: `compute_at` on the strip loop then shrinks each buffer to one strip.
-Each conv stage is a blocked direct conv: a register tile of `reg_n` columns x `cb` output
-channels (vectorized), reading one broadcast input value per column and input channel.
-Rows of a pyramid outside the image and columns outside it (or past the padded tile
-width) are computed on clamped indices and then masked to the padding value 0.
+Each conv is a blocked direct conv with conv2d.py's register tile (`plan_blocked_conv`):
+`reg_n` columns x `cb` output channels accumulated in registers over the input channels
+and taps, one broadcast input value per column and input channel, plus one narrower tile
+for the columns left over (no padded columns computed).
 """
 from __future__ import annotations
 
@@ -25,17 +28,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ir.ops.fused import layer_steps, layer_types, tile_row_extents
-from .conv2d import tile_cycles_per_fma, vector_registers
+from ..ir.ops.fused import layer_row_geometry, layer_steps, layer_types, strip_windows, strips_per_band, \
+    tile_row_extents
+from .conv2d import plan_blocked_conv, tile_cycles_per_fma, vector_registers
+from .conv2d_generic import ConvGeometry
 from .elementwise import relu
 from .kernel import Kernel, LowerNode
-from .rules import make_kernel, rule
+from .rules import rule
 from .schedule_tiles import round_up
 
 _ACTIVATIONS = {"": lambda v: v, "Relu": relu}
 MAX_TILE_COLUMNS = 14
-# fraction of peak FLOPs: below the single-conv kernels' (conv2d.py), as measured against them on
-# VGG-19 block 1 and DenseNet-121's 1x1-3x3 pairs (benchmarks/fusion.py: parity to 0.8x)
+MAX_INPUT_BLOCK = 16  # channels per block of x's line buffer
+# input channels unrolled in the conv's inner loop: with 16 (x an 8x32 tile: 256 FMAs) LLVM hoists
+# the broadcasts and spills them, and ResNet-50's 1x1+3x3 pair ran 1.3x slower than with 4
+MAX_UNROLLED_CHANNELS = 4
+# fraction of peak FLOPs. The kernel runs 1.3-1.4x the FLOP rate of conv2d.py's direct convs (VGG-19
+# blocks 1-2, ResNet-50's first 1x1+3x3; benchmarks/fusion.py), but against the codegen's estimates of
+# the unfused nodes (Winograd for most 3x3 convs) 1.0 was optimistic: `auto` then fused DenseNet-121's
+# six 1x1+3x3 pairs at 56x56 (estimated 4-11% faster) and the model ran 7% slower (52.1 -> 55.7 ms),
+# and those pairs measured 1.2-1.3x slower fused. 0.7 keeps every light-zoo chain unfused.
 EFFICIENCY_FUSED_LAYER = 0.7
 
 
@@ -43,24 +55,40 @@ EFFICIENCY_FUSED_LAYER = 0.7
 class Stage:
     """One layer of the chain as the kernel computes it.
 
-    op: "Conv" or "MaxPool". k, s: window (rows, cols) and strides. pt, pl: top/left pad.
-    out: output (C, H, W). cb: channel block. reg_n: register tile columns.
-    rows: pyramid rows per strip. width: columns computed (padded for the consumer).
-    pad_next: the consumer's (top, left) padding, stored in this stage's buffer.
+    op: "Conv" or "MaxPool". k, s: window (rows, cols) and strides. pt: top pad.
+    out: output (C, H, W). cb: output channel block (the block of the line buffer it
+    writes). reg_n: register tile columns. activation: the conv's.
     """
 
     op: str
     k: tuple
     s: tuple
     pt: int
-    pl: int
     out: tuple
     cb: int
     reg_n: int
-    rows: int
-    width: int
-    pad_next: tuple
     activation: str = ""
+
+
+@dataclass(frozen=True)
+class LineBuffer:
+    """The ring of rows of one tensor of the chain (x or a conv output read by the next layer).
+
+    channels, height, width: of the tensor. block: channels per block (innermost).
+    rows: ring height. pl, pr: the consumer's left/right zero padding, stored.
+    """
+
+    channels: int
+    height: int
+    width: int
+    block: int
+    rows: int
+    pl: int
+    pr: int
+
+    @property
+    def shape(self) -> tuple:
+        return (self.channels // self.block, self.rows, self.pl + self.width + self.pr, self.block)
 
 
 def _channel_block(m: int, lanes: int) -> int:
@@ -78,178 +106,222 @@ def _register_columns(width: int, cb: int, lanes: int) -> int:
     return min(fits, key=lambda n: (tile_cycles_per_fma(vecs, n) * round_up(width, n) / width, -n))
 
 
-def plan_stages(n: LowerNode) -> list:
-    """The stages of FusedLayerConv node `n`, planned last to first (a stage's buffer width
-    is what its consumer reads)."""
+def _input_block(c: int) -> int:
+    """Channels per block of x's line buffer: the largest divisor of c up to MAX_INPUT_BLOCK."""
+    return max(d for d in range(1, min(c, MAX_INPUT_BLOCK) + 1) if c % d == 0)
+
+
+def _conv_tile(c, hw, m, k, s, pads, out_hw, lanes) -> tuple:
+    """(cb, reg_n): conv2d.py's register tile for this conv, when its channel block divides m;
+    else the largest power-of-two block dividing m and its best column count."""
+    g = ConvGeometry(1, c, *hw, m, *k, *s, 1, 1, pads[0], pads[1], 1, *out_hw)
+    p = plan_blocked_conv(g, lanes)
+    if p.mg_padded == m:
+        return p.oc_bn, p.reg_n
+    cb = _channel_block(m, lanes)
+    return cb, _register_columns(out_hw[1], cb, lanes)
+
+
+def plan(n: LowerNode) -> tuple:
+    """(stages, line buffers) of FusedLayerConv node `n`: buffers[j] is what layer j reads."""
     types = [i.type for i in n.inputs]
     outs = layer_types(types, n.attrs)
-    steps = layer_steps(len(types) // 2, n.attrs)
     extents = tile_row_extents(types, n.attrs)
     lanes = n.target.vector_lanes
-    stages: list = []
-    need_cols, pad_next = outs[-1].shape[3], (0, 0)
-    for j in reversed(range(len(steps))):
-        op, a = steps[j]
-        k = tuple(a["kernel_shape"]) if op == "MaxPool" else tuple(types[1 + 2 * j].shape[2:])
+    x = types[0].shape
+    stages, buffers = [], []
+    channels, hw, block = x[1], x[2:], _input_block(x[1])
+    for j, (op, a) in enumerate(layer_steps(len(types) // 2, n.attrs)):
         pads = a.get("pads", (0, 0, 0, 0))
-        c, h, w = outs[j].shape[1:]
-        cb = _channel_block(c, lanes)  # a pool keeps its input's channels, hence its block
-        reg_n = _register_columns(need_cols, cb, lanes) if op == "Conv" else 1
-        width = round_up(need_cols, reg_n)
-        stages.insert(0, Stage(op, k, tuple(a["strides"]), pads[0], pads[1], (c, h, w), cb, reg_n,
-                               extents[j + 1], width, pad_next, a.get("activation", "")))
-        need_cols = (w - 1) * a["strides"][1] + k[1]  # this layer's input columns, its padding included
-        pad_next = (pads[0], pads[1])
-    return stages
+        k = tuple(a["kernel_shape"]) if op == "MaxPool" else tuple(types[1 + 2 * j].shape[2:])
+        out = outs[j].shape[1:]
+        buffers.append(LineBuffer(channels, hw[0], hw[1], block, extents[j], pads[1], pads[3]))
+        cb, reg_n = (_conv_tile(channels, hw, out[0], k, a["strides"], pads, out[1:], lanes) if op == "Conv"
+                     else (block, 1))  # a pool keeps its input's channels, hence its block
+        stages.append(Stage(op, k, tuple(a["strides"]), pads[0], out, cb, reg_n, a.get("activation", "")))
+        channels, hw, block = out[0], out[1:], cb
+    return stages, buffers
 
 
-def _pack_weight(w: np.ndarray, cb: int) -> np.ndarray:
-    """OIHW -> [M/cb, C, kH, kW, cb]."""
+def _pack_weight(w: np.ndarray, icb: int, cb: int) -> np.ndarray:
+    """OIHW -> [M/cb, C/icb, kH, kW, icb, cb]: a tile's weights for one input block are contiguous."""
     m, c, kh, kw = w.shape
-    return np.ascontiguousarray(w.reshape(m // cb, cb, c, kh, kw).transpose(0, 2, 3, 4, 1))
+    return np.ascontiguousarray(w.reshape(m // cb, cb, c // icb, icb, kh, kw).transpose(0, 2, 4, 5, 3, 1))
 
 
-def _conv_stage(src, src_cb: int, wt, channels_in: int, st: Stage, name: str):
-    """The conv sum of one stage over its strip buffer: [N, strips, M/cb, rows, width, cb]."""
-    from tvm import te
+def _floormod(a, b: int):
+    from tvm import tirx
 
-    rc = te.reduce_axis((0, channels_in), name="rc")
-    ry = te.reduce_axis((0, st.k[0]), name="ry")
-    rx = te.reduce_axis((0, st.k[1]), name="rx")
-
-    def column(q):  # unpadded output column of buffer column q, clamped into the image
-        return te.max(te.min(q - st.pad_next[1], st.out[2] - 1), 0)
-
-    shape = (src.shape[0], src.shape[1], st.out[0] // st.cb, st.rows, st.width, st.cb)
-    return te.compute(shape, lambda b, t, mo, r, q, mi: te.sum(
-        src[b, t, rc // src_cb, r * st.s[0] + ry, column(q) * st.s[1] + rx, rc % src_cb]
-        * wt[mo, rc, ry, rx, mi], axis=[rc, ry, rx]), name=name)
+    return tirx.floormod(a, b)
 
 
-def _masked_epilogue(conv, bias, st: Stage, start: tuple, name: str):
-    """act(conv + bias) where the buffer position is inside the layer's output, else the
-    consumer's zero padding; `start` = (step, back): strip t's first row is t*step - back."""
-    from tvm import te, tirx
+def _zero_rows(T, buf, lb: LineBuffer, start, stop):
+    """Rows [start, stop) of line buffer `buf`: zeros over the whole width (consumer's padding)."""
+    from tvm import tirx
 
-    step, back = start
-    _, h, w = st.out
-
-    def value(b, t, mo, r, q, mi):
-        g, col = t * step - back + r, q - st.pad_next[1]
-        v = _ACTIVATIONS[st.activation](conv[b, t, mo, r, q, mi] + bias[mo * st.cb + mi])
-        return tirx.Select(tirx.all(g >= 0, g < h, col >= 0, col < w), v, tirx.const(0, "float32"))
-
-    return te.compute(conv.shape, value, name=name)
+    with T.serial(start, tirx.max(start, stop)) as g:
+        with T.serial(0, lb.shape[0]) as cc:
+            with T.serial(0, lb.shape[2]) as q:
+                with T.vectorized(0, lb.block) as ci:
+                    T.buffer_store(buf, tirx.const(0, "float32"), [cc, _floormod(g, lb.rows), q, ci])
 
 
-def _pool_stage(src, st: Stage):
-    """MaxPool (no padding) over the strip buffer of the last conv."""
-    from tvm import te
+def _emit_rows(T, start, stop, height: int, buf, lb: LineBuffer | None, emit_rows):
+    """emit_rows(lo, hi) for the rows of [start, stop) inside [0, height); the others zeroed in `buf`."""
+    from tvm import tirx
 
-    ry = te.reduce_axis((0, st.k[0]), name="ry")
-    rx = te.reduce_axis((0, st.k[1]), name="rx")
-    shape = (src.shape[0], src.shape[1], src.shape[2], st.rows, st.width, src.shape[5])
-    return te.compute(shape, lambda b, t, mo, r, q, mi: te.max(
-        src[b, t, mo, r * st.s[0] + ry, q * st.s[1] + rx, mi], axis=[ry, rx]), name="pool")
-
-
-def _strip_starts(stages: list) -> list:
-    """(step, back) per buffer: strip t covers rows from t*step - back of the unpadded output
-    of x (first entry), then of each stage."""
-    step, back = stages[-1].rows, 0
-    starts = [(step, back)]
-    for st in reversed(stages):
-        step, back = step * st.s[0], back * st.s[0] + st.pt
-        starts.insert(0, (step, back))
-    return starts
+    inside_lo = tirx.max(start, 0)
+    if lb is not None:
+        _zero_rows(T, buf, lb, start, tirx.min(stop, 0))
+    emit_rows(inside_lo, tirx.max(inside_lo, tirx.min(stop, height)))
+    if lb is not None:
+        _zero_rows(T, buf, lb, tirx.max(start, height), stop)
 
 
-def _stage_tensors(n: LowerNode, stages: list):
-    """TE tensors of every stage; returns (placeholders, kernel args, output, [stage names])."""
-    from tvm import te, tirx
-
-    x = n.placeholder(0, "x")
-    batch, c0, h0, w0 = n.inputs[0].type.shape
-    tiles = -(-stages[-1].out[1] // stages[-1].rows)
-    first = stages[0]
-    starts = _strip_starts(stages)
-    (step, back), pl = starts[0], first.pl
-
-    def source(b, t, cc, r, q, _):
-        g, col = t * step - back + r, q - pl
-        inside = tirx.all(g >= 0, g < h0, col >= 0, col < w0)
-        return tirx.if_then_else(inside, x[b, cc, g, col], tirx.const(0, "float32"))
-
-    shape = (batch, tiles, c0, (first.rows - 1) * first.s[0] + first.k[0],
-             (first.width - 1) * first.s[1] + first.k[1], 1)
-    prev = te.compute(shape, source, name="tile_x")
-    placeholders, args, names, prev_cb = [x], [0], ["tile_x"], 1
-    for j, st in enumerate(stages):
-        if st.op == "MaxPool":
-            prev = _pool_stage(prev, st)
-            names.append("pool")
-            continue
-        w_np = n.inputs[1 + 2 * j].data
-        packed = _pack_weight(w_np, st.cb)
-        wt = te.placeholder(packed.shape, dtype="float32", name=f"w{j}")
-        bias = n.placeholder(2 + 2 * j, f"b{j}")
-        placeholders += [wt, bias]
-        args += [packed, 2 + 2 * j]
-        conv = _conv_stage(prev, prev_cb, wt, w_np.shape[1], st, f"conv{j}")
-        prev, prev_cb = _masked_epilogue(conv, bias, st, starts[j + 1], f"act{j}"), st.cb
-        names += [f"conv{j}", f"act{j}"]
-    rows = stages[-1].rows
-    y = te.compute(n.outputs[0].shape, lambda b, m, g, q: prev[b, g // rows, m // prev_cb, g % rows, q,
-                                                               m % prev_cb], name="y")
-    return placeholders, args, y, names
+def _emit_stage_x(T, x, b, buf, lb: LineBuffer, start, stop):
+    """x rows [start, stop) into its line buffer (channels blocked, padding columns left zero)."""
+    def rows(lo, hi):
+        with T.serial(lo, hi) as g, T.serial(0, lb.channels) as c:
+            with T.vectorized(0, lb.width) as q:
+                T.buffer_store(buf, x[b, c, g, q], [c // lb.block, _floormod(g, lb.rows), lb.pl + q, c % lb.block])
+    _emit_rows(T, start, stop, lb.height, buf, lb, rows)
 
 
-def _schedule(stages: list, names: list):
-    """Strips outermost and parallel; every stage computed per strip; register-tiled convs."""
-    def apply(sch):
-        y = sch.get_sblock("y")
-        b, m, g, q = sch.get_loops(y)
-        t, r = sch.split(g, [None, stages[-1].rows])
-        sch.reorder(b, t, m, r, q)
-        strip = sch.fuse(b, t)
-        sch.parallel(strip)  # before compute_at: the reduction blocks under it fail the check after
-        for name in reversed(names):
-            sch.compute_at(sch.get_sblock(name), strip, preserve_unit_loops=True)
-        for j, st in enumerate(stages):
-            if st.op == "MaxPool":
-                blk = sch.get_sblock("pool")
-                *_, mi, ry, rx = sch.get_loops(blk)
-                sch.reorder(ry, rx, mi)
-                sch.vectorize(mi)
-                sch.decompose_reduction(blk, ry)
-                continue
-            blk = sch.get_sblock(f"conv{j}")
-            src_cb = 1 if j == 0 else stages[j - 1].cb
-            acc = sch.cache_write(blk, 0, "local")
-            qq, mi, rc, ry, rx = sch.get_loops(blk)[-5:]
-            qo, qi = sch.split(qq, [None, st.reg_n])
-            rco, rci = sch.split(rc, [None, src_cb])
-            sch.reorder(qo, rco, ry, rx, rci, qi, mi)
-            sch.unroll(rci)
-            sch.unroll(qi)
-            sch.vectorize(mi)
-            sch.decompose_reduction(blk, rco)
-            sch.compute_inline(acc)
-            act = sch.get_sblock(f"act{j}")
-            sch.reverse_compute_at(act, qo, preserve_unit_loops=True)
-            a_q, a_mi = sch.get_loops(act)[-2:]
-            sch.unroll(a_q)
-            sch.vectorize(a_mi)
-    return apply
+def _emit_conv(T, src, src_lb: LineBuffer, st: Stage, w, bias, store, dst, dst_lb, start, stop):
+    """Conv rows [start, stop) of its output from the line buffer `src`; each value goes
+    through `store(mo, g, q, mi, value)`; rows outside the output are zeroed in `dst`."""
+    icb = src_lb.block
+    inner = max(d for d in range(1, min(icb, MAX_UNROLLED_CHANNELS) + 1) if icb % d == 0)
+    act = _ACTIVATIONS[st.activation]
+    (kh, kw), (sh, sw) = st.k, st.s
+    full, tail = divmod(st.out[2], st.reg_n)
+
+    def tile(mo, g, q0, cols):
+        acc = T.decl_buffer((cols, st.cb), "float32", scope="local")
+        with T.unroll(0, cols) as qi:
+            with T.vectorized(0, st.cb) as mi:
+                T.buffer_store(acc, bias[mo * st.cb + mi], [qi, mi])
+        with T.serial(0, src_lb.channels // icb) as rco:
+            with T.serial(0, kh) as ry:
+                row = _floormod(g * sh - st.pt + ry, src_lb.rows)
+                with T.serial(0, kw) as rx:
+                    with T.serial(0, icb // inner) as rcm:
+                        with T.unroll(0, inner) as rci:
+                            with T.unroll(0, cols) as qi:
+                                with T.vectorized(0, st.cb) as mi:
+                                    ci = rcm * inner + rci
+                                    v = src[rco, row, (q0 + qi) * sw + rx, ci] * w[mo, rco, ry, rx, ci, mi]
+                                    T.buffer_store(acc, acc[qi, mi] + v, [qi, mi])
+        with T.unroll(0, cols) as qi:
+            with T.vectorized(0, st.cb) as mi:
+                store(mo, g, q0 + qi, mi, act(acc[qi, mi]))
+
+    def rows(lo, hi):  # channel blocks outermost: a block's weights serve all the strip's new rows
+        with T.serial(0, st.out[0] // st.cb) as mo, T.serial(lo, hi) as g:
+            if full:
+                with T.serial(0, full) as t:
+                    tile(mo, g, t * st.reg_n, st.reg_n)
+            if tail:
+                tile(mo, g, full * st.reg_n, tail)
+    _emit_rows(T, start, stop, st.out[1], dst, dst_lb, rows)
+
+
+def _emit_pool(T, src, src_lb: LineBuffer, st: Stage, store, start, stop):
+    """MaxPool rows [start, stop) of the final output from the last conv's line buffer."""
+    from tvm import tirx
+
+    (kh, kw), (sh, sw) = st.k, st.s
+
+    def rows(lo, hi):
+        with T.serial(lo, hi) as g, T.serial(0, src_lb.shape[0]) as mo:
+            with T.serial(0, st.out[2]) as q:
+                with T.vectorized(0, src_lb.block) as mi:
+                    v = None
+                    for ry in range(kh):
+                        for rx in range(kw):
+                            e = src[mo, _floormod(g * sh + ry, src_lb.rows), q * sw + rx, mi]
+                            v = e if v is None else tirx.max(v, e)
+                    store(mo, g, q, mi, v)
+    _emit_rows(T, start, stop, st.out[1], None, None, rows)
+
+
+def _emit(T, params, n: LowerNode, stages: list, buffers: list):
+    """The kernel body: parallel over (image, band), strips in order, layer by layer."""
+    from tvm import tirx
+
+    x, *weights, y = params
+    attrs = n.attrs
+    batch = n.inputs[0].type.shape[0]
+    out_rows = stages[-1].out[1]
+    strips = -(-out_rows // attrs["tile_rows"])
+    per_band = strips_per_band(out_rows, attrs)
+    bands = -(-strips // per_band)
+    geometry = layer_row_geometry([i.type for i in n.inputs], attrs)
+    reuse = attrs["halo"] == "reuse"
+
+    def windows(t):
+        return strip_windows(t, attrs["tile_rows"], out_rows, geometry, tirx.min)
+
+    with T.parallel(0, batch * bands) as task:
+        b, band = task // bands, task % bands
+        bufs = [T.decl_buffer(lb.shape, "float32") for lb in buffers]
+        for buf, lb in zip(bufs, buffers):  # padding columns: zero for the whole task
+            with T.serial(0, lb.shape[0]) as cc:
+                with T.serial(0, lb.rows) as r:
+                    with T.serial(0, lb.shape[2]) as q:
+                        with T.vectorized(0, lb.block) as ci:
+                            T.buffer_store(buf, tirx.const(0, "float32"), [cc, r, q, ci])
+        with T.serial(0, tirx.min(per_band, strips - band * per_band)) as i:
+            t = band * per_band + i
+            now = windows(t)
+            done = windows(t - 1)
+
+            def start(j):
+                lo = now[j][0]
+                return tirx.Select(i == 0, lo, tirx.max(lo, done[j][1])) if reuse else lo
+
+            _emit_stage_x(T, x, b, bufs[0], buffers[0], start(0), now[0][1])
+            for j, st in enumerate(stages):
+                last = j == len(stages) - 1
+                if last:
+                    def store(mo, g, q, mi, v, cb=st.cb):
+                        T.buffer_store(y, v, [b, mo * cb + mi, g, q])
+                    dst, dst_lb = None, None
+                else:
+                    dst, dst_lb = bufs[j + 1], buffers[j + 1]
+
+                    def store(mo, g, q, mi, v, buf=dst, lb=dst_lb):
+                        T.buffer_store(buf, v, [mo, _floormod(g, lb.rows), lb.pl + q, mi])
+                if st.op == "MaxPool":
+                    _emit_pool(T, bufs[j], buffers[j], st, store, start(j + 1), now[j + 1][1])
+                else:
+                    _emit_conv(T, bufs[j], buffers[j], st, weights[2 * j], weights[2 * j + 1], store, dst, dst_lb,
+                               start(j + 1), now[j + 1][1])
 
 
 @rule("FusedLayerConv", name="conv2d-fused-layer", family="fused-layer", efficiency=EFFICIENCY_FUSED_LAYER)
 def conv2d_fused_layer(n: LowerNode) -> Kernel | None:
-    """float32 FusedLayerConv with constant weights: strips of output rows, each from its pyramid."""
+    """float32 FusedLayerConv with constant weights: bands of strips, each strip from its
+    pyramid, through per-task line buffers."""
     if n.outputs[0].dtype != "float32" or not all(i.is_constant for i in n.inputs[1:]):
         return None
-    stages = plan_stages(n)
-    placeholders, args, y, names = _stage_tensors(n, stages)
-    desc = (f"fused {len(stages)} layers in strips of {stages[-1].rows} rows (halo recomputed), "
-            f"pyramid rows {[s.rows for s in stages]}, channel blocks {[s.cb for s in stages]}")
-    return make_kernel(placeholders, [y], _schedule(stages, names), args, desc)
+    from tvm.script.ir_builder import IRBuilder
+    from tvm.script.ir_builder import tirx as T
+
+    stages, buffers = plan(n)
+    args, types = [0], [n.inputs[0].type.shape]
+    for j, st in enumerate(stages):
+        if st.op == "Conv":
+            packed = _pack_weight(n.inputs[1 + 2 * j].data, buffers[j].block, st.cb)
+            args += [packed, 2 + 2 * j]
+            types += [packed.shape, n.inputs[2 + 2 * j].type.shape]
+    types.append(n.outputs[0].shape)
+    with IRBuilder() as ib:
+        with T.prim_func():
+            T.func_attr({"tirx.noalias": True})
+            params = [T.arg(f"p{i}", T.buffer(s, "float32")) for i, s in enumerate(types)]
+            _emit(T, params, n, stages, buffers)
+    desc = (f"fused {len(stages)} layers, strips of {n.attrs['tile_rows']} rows in {n.attrs['bands']} bands, "
+            f"halo {n.attrs['halo']}d, line buffers {[lb.rows for lb in buffers]} rows, "
+            f"tiles {[f'{s.reg_n}x{s.cb}' for s in stages if s.op == 'Conv']}")
+    return Kernel(ib.get(), args, desc)

@@ -7,7 +7,7 @@ vpdpbusd with AVX-512 VNNI, vpmaddubsw with AVX2 when the weights cannot saturat
     x (int8/uint8) --pack--> int32 words of 4 consecutive reduction elements as u8 (x + 128 for int8 x)
     w (int8, constant) --pack at compile time--> int32 words of the same 4 elements per output lane
     acc[lanes] += dot4(broadcast(x word), w words)             wrapping int32, like the reference
-    y = requantize(acc + bias') (+ out_zero_point, clip, Relu)  in the write-back from the register tile
+    y = requantize(acc + bias') (+ residual, out_zero_point, clip, Relu)  in the write-back from the tile
 
 The u8 offset and x_zero_point fold into the bias: sum((x - zp) * w) = sum(xu * w) - (zp + off) * sum(w),
 with xu = x + off; padding (spatial, and reduction elements past K) stores xu = zp + off, i.e. a
@@ -72,11 +72,18 @@ def bias_is_constant(n: LowerNode) -> bool:
     return len(n.inputs) < 3 or n.inputs[2].is_constant
 
 
+def _rounding(shift):
+    """2**(shift-1), 0 for shift 0: the half-up rounding term of `>> shift`."""
+    shift = np.asarray(shift, np.int64)
+    return np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
+
+
 class Requantize:
-    """The requantization of ir/ops/quant.py as TIR: int32 accumulator of channel `ch` -> out dtype.
+    """The requantization of ir/ops/quant.py as TIR: int32 accumulator of channel `ch` (and, for a
+    QConv with a residual, the residual element at the same output index) -> out dtype.
 
     Per-tensor multiplier/shift become immediates; per-channel ones kernel constants
-    (`inputs`/`args`, int64 [channels]).
+    (`inputs`/`args`, int64 [channels]); the residual (node input 3) is an input too.
     """
 
     def __init__(self, n: LowerNode):
@@ -86,18 +93,21 @@ class Requantize:
         info = np.iinfo(self.out_dtype)
         self.lo = max(self.out_zero_point, info.min) if a["activation"] == "Relu" else info.min
         self.hi = info.max
-        shift = np.asarray(a["shift"], np.int64)
-        self.tables = {"multiplier": np.asarray(a["multiplier"], np.int64), "shift": shift,
-                       "rounding": np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)}
+        self.tables = {"multiplier": np.asarray(a["multiplier"], np.int64), "shift": np.asarray(a["shift"], np.int64),
+                       "rounding": _rounding(a["shift"])}
         self.placeholders = {k: n.constant_placeholder(v, f"rq_{k}") for k, v in self.tables.items() if len(v) > 1}
+        self.residual = n.placeholder(3, "residual") if n.op == "QConv" and len(n.inputs) > 3 else None
+        if self.residual is not None:
+            self.residual_terms = (a["residual_zero_point"], a["residual_multiplier"],
+                                   int(_rounding(a["residual_shift"])), a["residual_shift"])
 
     @property
     def inputs(self) -> list:
-        return list(self.placeholders.values())
+        return list(self.placeholders.values()) + ([self.residual] if self.residual is not None else [])
 
     @property
     def args(self) -> list:
-        return [self.tables[k] for k in self.placeholders]
+        return [self.tables[k] for k in self.placeholders] + ([3] if self.residual is not None else [])
 
     def _value(self, key: str, ch):
         from tvm import tirx
@@ -106,12 +116,20 @@ class Requantize:
             return self.placeholders[key][ch]
         return tirx.const(int(self.tables[key][0]), "int64")
 
-    def __call__(self, acc, ch):
-        """The output element for int32 accumulator `acc` (bias included) of output channel `ch`."""
+    def __call__(self, acc, ch, out_index=None):
+        """The output element for int32 accumulator `acc` (bias included) of output channel `ch`
+        at output index `out_index` (read only for the residual)."""
         from tvm import tirx
 
+        def i64(v):
+            return tirx.const(int(v), "int64")
+
         v = (tirx.Cast("int64", acc) * self._value("multiplier", ch) + self._value("rounding", ch))
-        v = (v >> self._value("shift", ch)) + tirx.const(self.out_zero_point, "int64")
+        v = (v >> self._value("shift", ch)) + i64(self.out_zero_point)
+        if self.residual is not None:
+            zero_point, multiplier, rounding, shift = self.residual_terms
+            r = tirx.Cast("int64", self.residual[tuple(out_index)]) - i64(zero_point)
+            v = v + ((r * i64(multiplier) + i64(rounding)) >> i64(shift))
         v = tirx.max(tirx.min(v, tirx.const(self.hi, "int64")), tirx.const(self.lo, "int64"))
         return tirx.Cast(self.out_dtype, v)
 
@@ -124,13 +142,14 @@ def wrapping_add(acc, bias):
 
 
 def requantize_epilogue(n: LowerNode):
-    """(placeholders, args, fn): the generic rules' write-back `fn(acc, ch)` = requantize(acc + bias[ch]),
-    reading the bias (node input 2, if any) and the per-channel requantization tables."""
+    """(placeholders, args, fn): the generic rules' write-back `fn(acc, ch, out_index)` =
+    requantize(acc + bias[ch]) (+ the residual at out_index), reading the bias (node input 2, if
+    any), the per-channel requantization tables and the residual."""
     rq = Requantize(n)
     bias = n.placeholder(2, "bias") if len(n.inputs) > 2 else None
 
-    def fn(acc, ch):
-        return rq(acc if bias is None else wrapping_add(acc, bias[ch]), ch)
+    def fn(acc, ch, out_index=None):
+        return rq(acc if bias is None else wrapping_add(acc, bias[ch]), ch, out_index)
     return ([bias] if bias is not None else []) + rq.inputs, ([2] if bias is not None else []) + rq.args, fn
 
 

@@ -5,13 +5,13 @@ The fast conv computes in one PrimFunc:
     x NCHW --pack(+pad with the zero point)--> [N, G, ceil(Cg/4), Hp, Wp] int32 words of 4 u8 channels
     --conv--> tile [reg_n columns x bn channels] of int32 accumulators, one dot instruction per
     column and register of channels per step (step = 4 input channels of one tap)
-    --requantize (+Relu)--> y NCHW int8/uint8
+    --requantize (+residual, +Relu)--> y NCHW int8/uint8
 
 as in conv2d.py's blocked conv, with 4-channel words in place of single channels (int8.py has
 the folded bias and the requantization, int8_dot.py the packing and the instructions).
 Output channels per group are padded to the block with zero weights, output columns to the
 tile, input channels to a multiple of 4 (zero weights). A depthwise conv (one channel per group)
-would run 16-64x padded work, so it goes to the generic rule.
+would run 16-64x padded work: int8_depthwise.py has its own rule.
 """
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ def qconv_int8(n: LowerNode) -> Kernel | None:
 
     def out(b, m, y, xx):
         gi, mm = (m // mg, m % mg) if g.groups > 1 else (0, m)
-        return rq(wrapping_add(conv[b, gi, mm // bn, y, xx, mm % bn], b_ph[m]), m)
+        return rq(wrapping_add(conv[b, gi, mm // bn, y, xx, mm % bn], b_ph[m]), m, (b, m, y, xx))
 
     y = te.compute((g.n, g.m, g.oh, g.ow), out, name="requant")
     desc = f"qconv int8 {instr.name} NCHW->[4c words]->NCHW, tile {reg_n}x{bn}, pre-packed w"
@@ -136,7 +136,7 @@ def qconv_int8(n: LowerNode) -> Kernel | None:
     return k
 
 
-class _QConvWriteBack:
+class QConvWriteBack:
     """conv2d_generic's epilogue interface over the requantization (bias + requantize per channel)."""
 
     is_identity = False
@@ -145,7 +145,7 @@ class _QConvWriteBack:
         self.fn = fn
 
     def __call__(self, value, b, m, y, x):
-        return self.fn(value, m)
+        return self.fn(value, m, (b, m, y, x))
 
 
 @rule("QConv", name="qconv-generic", family="int8-generic", efficiency=EFFICIENCY_GENERIC, fallback=True)
@@ -160,7 +160,7 @@ def qconv_generic(n: LowerNode) -> Kernel:
         tirx.all(y >= g.pt, y < g.pt + g.h, xx >= g.pl, xx < g.pl + g.w),
         x_minus_zero_point(n, x[b, c, y - g.pt, xx - g.pl]), tirx.const(0, "int32")), name="source")
     ins, args, write_back = requantize_epilogue(n)
-    out = _direct_conv(src, lambda m, c, ry, rx: tirx.Cast("int32", w[m, c, ry, rx]), _QConvWriteBack(write_back),
+    out = _direct_conv(src, lambda m, c, ry, rx: tirx.Cast("int32", w[m, c, ry, rx]), QConvWriteBack(write_back),
                        n.outputs[0].shape, g.c // g.groups, g.m // g.groups, g.kh, g.kw, (g.sh, g.sw), (g.dh, g.dw))
     return make_kernel([x, w] + ins, [out], schedule_direct_conv(lanes_for(n.target, "int32"), True),
                        [0, 1] + args, "qconv generic direct (int32 row accumulator)")

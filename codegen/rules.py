@@ -24,7 +24,7 @@ from .kernel import Kernel, LowerNode
 
 KERNEL_MODULES = ("elementwise", "reduce", "movement", "resize", "pool", "norm", "gemm", "gemm_strassen",
                   "conv2d", "conv2d_winograd", "conv2d_im2col", "fused_elementwise", "sparse", "int8", "int8_conv",
-                  "conv2d_fused_layer")
+                  "int8_depthwise", "conv2d_fused_layer")
 
 
 @dataclass(frozen=True)

@@ -150,8 +150,10 @@ class _Exporter:
         """QConv / QMatMul as the QDQ pattern ONNX Runtime fuses back into an integer layer: x
         dequantized with scale 1 and its zero point, the int8 weights and int32 bias with the
         requantization factors multiplier / 2**shift as their (per-channel) scales, the float
-        Conv / MatMul (+ bias Add, + Relu), then QuantizeLinear with scale 1 and the output zero
-        point. It computes round(acc * factor) + out_zero_point: our numbers to 1 LSB (ties)."""
+        Conv / MatMul (+ bias Add, + the residual dequantized by its factor and added, + Relu),
+        then QuantizeLinear with scale 1 and the output zero point. It computes
+        round(acc * factor (+ residual)) + out_zero_point: our numbers to 1 LSB (ties, and the
+        residual QConv's two roundings)."""
         a, (x, w), nodes = node.attrs, node.inputs[:2], []
         axis = 0 if node.op == "QConv" else 1
         factors = np.broadcast_to(np.array(a["multiplier"], np.float64) / 2.0 ** np.array(a["shift"], np.float64),
@@ -175,6 +177,11 @@ class _Exporter:
                                                    const(np.zeros(len(factors), np.int32), "b_zero_point")], "b", axis=0))
         if node.op == "QConv":
             y = add("Conv", inputs, "conv", group=a["group"], **{k: list(a[k]) for k in ("strides", "pads", "dilations")})
+            if len(node.inputs) > 3:  # the residual in output steps: scale residual_multiplier / 2**residual_shift
+                r, scale = node.inputs[3], np.float32(a["residual_multiplier"] / 2.0 ** a["residual_shift"])
+                r_zero_point = const(np.array(a["residual_zero_point"], r.type.dtype), "r_zero_point")
+                r = add("DequantizeLinear", [self.input_name(r), const(scale, "r_scale"), r_zero_point], "r")
+                y = add("Add", [y, r], "residual")
         else:
             y = add("MatMul", inputs[:2], "matmul")
             y = add("Add", [y, inputs[2]], "bias") if len(inputs) > 2 else y

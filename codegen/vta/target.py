@@ -61,6 +61,7 @@ def _lower(node, config: VTAConfig, threads: int) -> VTALayer:
         (any(m != 1 for m in a["multiplier"]), "multiplier must be 1 (power-of-two scales)"),
         (len(shifts) != 1 or not 0 <= min(shifts) <= 15, f"one shift in 0..15 expected, got {sorted(shifts)}"),
         (not w.is_constant or (b is not None and not b.is_constant), "weights and bias must be constants"),
+        (len(node.inputs) > 3, "residual input (VTA has no residual add)"),
     ]
     if node.op == "QConv":
         pads = a["pads"]

@@ -8,9 +8,17 @@ applies the registered elementwise op `Op` with those attributes.
 FusedLayerConv is a chain of 2-3 Convs (group 1, no dilation) optionally ended by a
 MaxPool without padding, computed tile by tile (Alwani et al., MICRO 2016): inputs are
 x then (w, b) per conv; the per-layer attributes are flattened, one entry (or 2 / 4) per
-layer. `tile_rows` output rows are computed at a time, each from its pyramid of input
-rows; the halo rows two pyramids share are computed by both. `tile_rows` changes the
-cost, not the result.
+layer. The final output is cut into strips of `tile_rows` rows, each computed from its
+pyramid of rows of every layer (`strip_windows`). The strips are split into `bands`
+contiguous runs per image, one parallel task each, walked in order. `halo` says what
+happens to the rows two neighbouring pyramids share:
+
+    halo="recompute"  every strip computes its whole pyramid (shared rows computed twice);
+    halo="reuse"      a strip keeps the rows the previous strip of its band computed (line
+                      buffers) and computes only its new rows: shared rows are computed
+                      twice only at band boundaries.
+
+`tile_rows`, `bands` and `halo` change the cost, not the result.
 """
 from __future__ import annotations
 
@@ -125,8 +133,10 @@ def fused_elementwise(*xs, expr):
 
 # -- FusedLayerConv ------------------------------------------------------------------------
 FUSED_LAYER_ACTIVATIONS = ("", "Relu")  # the conv activations the fused-layer kernel computes
+HALO_MODES = ("recompute", "reuse")
 _LAYER_ATTRS = {"strides": ("ints", REQUIRED), "pads": ("ints", REQUIRED), "activations": ("str", REQUIRED),
-                "pool_kernel": ("ints", ()), "pool_strides": ("ints", ()), "tile_rows": ("int", 1)}
+                "pool_kernel": ("ints", ()), "pool_strides": ("ints", ()), "tile_rows": ("int", 1),
+                "bands": ("int", 1), "halo": ("str", "reuse")}
 
 
 def layer_steps(n_convs: int, attrs: dict) -> list:
@@ -157,8 +167,10 @@ def _chain(ins, attrs, step_fn):
 
 
 def _layer_infer(*types, **attrs):
-    if attrs["tile_rows"] < 1:
-        raise ShapeError(f"tile_rows must be positive, got {attrs['tile_rows']}")
+    if attrs["tile_rows"] < 1 or attrs["bands"] < 1:
+        raise ShapeError(f"tile_rows and bands must be positive, got {attrs['tile_rows']} and {attrs['bands']}")
+    if attrs["halo"] not in HALO_MODES:
+        raise ShapeError(f"FusedLayerConv halo must be one of {list(HALO_MODES)}, got {attrs['halo']!r}")
     return _chain(types, attrs, lambda op, a, ts: get_op(op).infer_types(ts, a, f"FusedLayerConv {op}")[0])
 
 
@@ -191,17 +203,58 @@ def tile_row_extents(in_types, attrs) -> list:
     return rows[::-1]
 
 
+def layer_row_geometry(in_types, attrs) -> list:
+    """(window rows, row stride, top padding) per layer: each conv, then the pool."""
+    tops = [attrs["pads"][4 * i] for i in range(len(in_types) // 2)]
+    return [(k, s, top) for (k, s), top in zip(layer_windows(in_types, attrs), tops + [0])]
+
+
+def strip_windows(t, tile_rows: int, out_rows: int, geometry: list, minimum=min) -> list:
+    """[lo, hi) rows of x, then of every layer's output, that strip t of the final output
+    needs (unpadded coordinates: rows < 0 or past the layer's height are its consumer's zero
+    padding). `minimum` is min, or tirx.min when t is a loop variable."""
+    lo, hi = t * tile_rows, minimum((t + 1) * tile_rows, out_rows)
+    windows = [(lo, hi)]
+    for k, s, top in reversed(geometry):
+        lo, hi = lo * s - top, (hi - 1) * s - top + k
+        windows.insert(0, (lo, hi))
+    return windows
+
+
+def strips_per_band(out_rows: int, attrs) -> int:
+    """Strips each band walks (the last band may have fewer)."""
+    strips = -(-out_rows // attrs["tile_rows"])
+    return -(-strips // min(attrs["bands"], strips))
+
+
+def computed_rows(in_types, attrs) -> list:
+    """Rows of each layer's output the kernel computes per image: the rows inside the layer
+    each strip computes (its whole window for halo="recompute" or the first strip of a band,
+    else only the rows past the previous strip's window)."""
+    layer_ts = layer_types(in_types, attrs)
+    out_rows = layer_ts[-1].shape[2]
+    geometry = layer_row_geometry(in_types, attrs)
+    per_band = strips_per_band(out_rows, attrs)
+    counts = [0] * len(layer_ts)
+    for t in range(-(-out_rows // attrs["tile_rows"])):
+        windows = strip_windows(t, attrs["tile_rows"], out_rows, geometry)[1:]
+        first = attrs["halo"] == "recompute" or t % per_band == 0
+        done = None if first else strip_windows(t - 1, attrs["tile_rows"], out_rows, geometry)[1:]
+        for j, ((lo, hi), lt) in enumerate(zip(windows, layer_ts)):
+            start = lo if first else max(lo, done[j][1])
+            counts[j] += max(0, min(hi, lt.shape[2]) - max(start, 0))
+    return counts
+
+
 def _layer_cost(ins, outs, **attrs):
-    """The convs' FLOPs including the halo rows every strip recomputes; bytes: x, the weights
-    and the output only (intermediates live in per-strip buffers meant to stay in cache)."""
+    """The convs' FLOPs for the rows the kernel computes (`computed_rows`: halo rows computed
+    twice included); bytes: x, the weights and the output only (intermediates live in
+    per-task line buffers meant to stay in cache)."""
     layer_ts = layer_types(ins, attrs)
-    extents = tile_row_extents(ins, attrs)
-    tiles = -(-layer_ts[-1].shape[2] // attrs["tile_rows"])
     flops = 0
-    for i in range(len(ins) // 2):
+    for i, rows in enumerate(computed_rows(ins, attrs)[:len(ins) // 2]):
         w, t = ins[1 + 2 * i], layer_ts[i]
-        per_row = 2 * t.shape[1] * t.shape[3] * w.shape[1] * w.shape[2] * w.shape[3]
-        flops += per_row * max(t.shape[2], extents[i + 1] * tiles)
+        flops += 2 * t.shape[1] * t.shape[3] * w.shape[1] * w.shape[2] * w.shape[3] * rows
     return Cost(flops, sum(t.nbytes for t in ins), sum(t.nbytes for t in outs))
 
 

@@ -9,6 +9,15 @@ Their semantics are exact integer arithmetic, defined here and nowhere else:
                                                        round half up, per output channel
     y   = clip(y + out_zero_point, lo, hi)             lo = out_zero_point with Relu, else the dtype's min
 
+QConv may also take a residual r (int8/uint8, the output's shape; needs the bias input) with its
+own zero point and requantization onto the output's scale (one multiplier and shift), added
+after the conv's requantization and before the zero point and the clip (so Relu acts on the sum):
+
+    r'  = ((r - residual_zero_point) * residual_multiplier + round) >> residual_shift     int64, half up
+    y   = clip(y + r' + out_zero_point, lo, hi)
+
+Each of the two terms is rounded once, so y is within one output step of the float
+conv + residual (tests/ir/test_ops.py checks it against that float reference).
 Power-of-two scales (what VTA needs) are multiplier == 1 everywhere, one shift, zero points 0.
 """
 from __future__ import annotations
@@ -25,6 +34,8 @@ from .common import require_rank, sliding_windows, window_output_hw
 INT8_TYPES = ("int8", "uint8")
 _REQUANT_ATTRS = {"multiplier": ("ints", (1,)), "shift": ("ints", (0,)), "x_zero_point": ("int", 0),
                   "out_zero_point": ("int", 0), "out_dtype": ("str", "int8"), "activation": ("str", "")}
+# QConv's residual r: its zero point and its requantization onto the output's scale (module doc)
+RESIDUAL_ATTRS = {"residual_zero_point": ("int", 0), "residual_multiplier": ("int", 1), "residual_shift": ("int", 0)}
 
 
 def _wrap32(a: np.ndarray) -> np.ndarray:
@@ -32,15 +43,29 @@ def _wrap32(a: np.ndarray) -> np.ndarray:
     return ((a.astype(np.int64) + 2**31) % 2**32) - 2**31
 
 
+def _rounding_shift(v: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """(v * multiplier + 2**(shift-1)) >> shift in int64: v * multiplier / 2**shift rounded half up."""
+    rounding = np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
+    return (v.astype(np.int64) * multiplier + rounding) >> shift
+
+
+def rescale_residual(r: np.ndarray, *, residual_zero_point, residual_multiplier, residual_shift) -> np.ndarray:
+    """A QConv's residual in output steps: ((r - zero point) * multiplier + round) >> shift (int64)."""
+    return _rounding_shift(r.astype(np.int64) - residual_zero_point, np.int64(residual_multiplier),
+                           np.int64(residual_shift))
+
+
 def requantize(acc: np.ndarray, axis: int, *, multiplier, shift, out_zero_point, out_dtype,
-               activation) -> np.ndarray:
-    """int32 accumulators -> int8/uint8 outputs; multiplier/shift per index of `axis` (or one)."""
+               activation, residual=None) -> np.ndarray:
+    """int32 accumulators -> int8/uint8 outputs; multiplier/shift per index of `axis` (or one);
+    `residual` (int64, acc's shape, already in output steps) is added before the clip."""
     view = [1] * acc.ndim
     view[axis] = -1
     mult = np.asarray(multiplier, np.int64).reshape(view if len(multiplier) > 1 else [1] * acc.ndim)
     sh = np.asarray(shift, np.int64).reshape(view if len(shift) > 1 else [1] * acc.ndim)
-    rounding = np.where(sh > 0, np.left_shift(1, np.maximum(sh - 1, 0)), 0)
-    y = ((acc.astype(np.int64) * mult + rounding) >> sh) + out_zero_point
+    y = _rounding_shift(acc, mult, sh) + out_zero_point
+    if residual is not None:
+        y = y + residual
     info = np.iinfo(out_dtype)
     lo = max(out_zero_point, info.min) if activation == "Relu" else info.min
     return np.clip(y, lo, info.max).astype(out_dtype)
@@ -86,15 +111,30 @@ def _check_requant(x, w, b, channels, multiplier, shift, out_dtype, activation):
                          f"got {out_dtype!r}, {activation!r}")
 
 
-def _qconv_infer(x, w, b=None, *, strides, pads, dilations, group, multiplier, shift, out_dtype,
-                 activation, **zero_points):
+def _check_residual(r, y: TensorType, residual_zero_point, residual_multiplier, residual_shift):
+    if r.dtype not in INT8_TYPES or r.shape != y.shape:
+        raise ShapeError(f"residual r must be int8/uint8{list(y.shape)} (the output's shape), "
+                         f"got {r.dtype}{list(r.shape)}")
+    info = np.iinfo(r.dtype)
+    if not info.min <= residual_zero_point <= info.max:
+        raise ShapeError(f"residual_zero_point {residual_zero_point} is outside {r.dtype}")
+    if not 0 <= residual_multiplier < 2**31 or not 0 <= residual_shift <= 62:
+        raise ShapeError(f"residual_multiplier must be in 0..2**31-1 and residual_shift in 0..62, got "
+                         f"{residual_multiplier}, {residual_shift}")
+
+
+def _qconv_infer(x, w, b=None, r=None, *, strides, pads, dilations, group, multiplier, shift, out_dtype,
+                 activation, residual_zero_point, residual_multiplier, residual_shift, **zero_points):
     require_rank(x, 4, "x")
     require_rank(w, 4, "w")
     if x.shape[1] != w.shape[1] * group or w.shape[0] % group:
         raise ShapeError(f"channel mismatch: x {list(x.shape)}, w {list(w.shape)}, group={group}")
     _check_requant(x, w, b, w.shape[0], multiplier, shift, out_dtype, activation)
-    return TensorType(out_dtype, (x.shape[0], w.shape[0]) + window_output_hw(x.shape, w.shape[2:], strides,
-                                                                              pads, dilations))
+    y = TensorType(out_dtype, (x.shape[0], w.shape[0]) + window_output_hw(x.shape, w.shape[2:], strides, pads,
+                                                                           dilations))
+    if r is not None:
+        _check_residual(r, y, residual_zero_point, residual_multiplier, residual_shift)
+    return y
 
 
 def _qconv_cost(ins, outs, *, group, **attrs):
@@ -103,12 +143,13 @@ def _qconv_cost(ins, outs, *, group, **attrs):
     return Cost(flops, sum(t.nbytes for t in ins), sum(t.nbytes for t in outs))
 
 
-@register("QConv", inputs=(2, 3), infer=_qconv_infer, cost=_qconv_cost,
+@register("QConv", inputs=(2, 4), infer=_qconv_infer, cost=_qconv_cost,
           attrs={"strides": ("ints", (1, 1)), "pads": ("ints", (0, 0, 0, 0)), "dilations": ("ints", (1, 1)),
-                 "group": ("int", 1), **_REQUANT_ATTRS})
-def qconv(x, w, b=None, *, strides, pads, dilations, group, multiplier, shift, x_zero_point,
-          out_zero_point, out_dtype, activation):
-    """Integer 2-D conv (Conv's attributes) with the requantization in the module docstring."""
+                 "group": ("int", 1), **_REQUANT_ATTRS, **RESIDUAL_ATTRS})
+def qconv(x, w, b=None, r=None, *, strides, pads, dilations, group, multiplier, shift, x_zero_point,
+          out_zero_point, out_dtype, activation, residual_zero_point, residual_multiplier, residual_shift):
+    """Integer 2-D conv (Conv's attributes) with the requantization in the module docstring, plus the
+    residual r when given (after the bias b, as Conv's fused residual)."""
     out_hw = window_output_hw(x.shape, w.shape[2:], strides, pads, dilations)
     xs = x.astype(np.int64) - x_zero_point
     windows = sliding_windows(xs, w.shape[2:], strides, pads, dilations, out_hw)
@@ -118,8 +159,11 @@ def qconv(x, w, b=None, *, strides, pads, dilations, group, multiplier, shift, x
     acc = _wrap32(np.concatenate(parts, axis=-1).transpose(0, 3, 1, 2))
     if b is not None:
         acc = _wrap32(acc + b.astype(np.int64)[None, :, None, None])
+    residual = None if r is None else rescale_residual(
+        r, residual_zero_point=residual_zero_point, residual_multiplier=residual_multiplier,
+        residual_shift=residual_shift)
     return requantize(acc, 1, multiplier=multiplier, shift=shift, out_zero_point=out_zero_point,
-                      out_dtype=out_dtype, activation=activation)
+                      out_dtype=out_dtype, activation=activation, residual=residual)
 
 
 def _qmatmul_infer(x, w, b=None, *, multiplier, shift, out_dtype, activation, **zero_points):

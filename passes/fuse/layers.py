@@ -7,13 +7,16 @@ intermediate feature maps stay in the L2 cache (Alwani et al., MICRO 2016).
     %p = MaxPool(%c) {kernel_shape=[2,2], strides=[2,2]}                      {tile_rows=..., ...}
 
 The choice (cost model): a strip of `tile_rows` output rows needs its pyramid of rows of
-every layer (halo rows recomputed, see ir/ops/fused.py). Its working set is the strip
-buffers plus the group's weights. Among the strip heights whose working set fits the L2
-cache of one core, the one saving the most is taken: the intermediates' memory traffic
-avoided minus the extra time of the fused kernel (recomputed halo FLOPs, and its lower
-FLOP rate than the tuned single-conv kernels). A chain (longest prefix first) is fused only
-when that saving is positive and its intermediates would not fit L2 unfused. On this
-2-core machine (32 MiB L3) that leaves the light zoo unfused: the convs are compute bound.
+every layer in per-task line buffers (ir/ops/fused.py); its working set is those buffers
+plus the group's weights. The strips of an image are split into one band per core, and
+the halo rows two strips share are reused within a band (or recomputed: `halo`). Among the
+(strip height, halo) pairs whose working set fits the L2 cache of one core, the one the
+codegen estimates fastest is taken, and a chain (longest prefix first) is fused only when
+that beats the codegen's estimate for its nodes unfused, which may use Winograd for 3x3
+convs, and when its intermediates would not fit L2 unfused. The fused kernel is a direct
+conv: it outruns the unfused direct convs, but not Winograd where the intermediates fit
+the 32 MiB L3 of this 2-core machine, so `auto` leaves the light zoo unfused
+(benchmarks/fusion.py).
 
 `fuse-layers` (CLI `--fuse-layers auto`) fuses up to 3 convs per group where that model
 expects a saving; `fuse-layers-2` / `fuse-layers-3` (`--fuse-layers 2|3`) fuse every chain
@@ -22,7 +25,7 @@ of up to that many convs, the strip height still chosen by the model.
 from __future__ import annotations
 
 from ...ir import get_op
-from ...ir.ops.fused import FUSED_LAYER_ACTIVATIONS, layer_types, tile_row_extents
+from ...ir.ops.fused import FUSED_LAYER_ACTIVATIONS, HALO_MODES, layer_types, tile_row_extents
 from ..manager import register_pass
 from .elementwise import rename_outputs
 
@@ -83,12 +86,13 @@ def conv_chains(graph, depth: int) -> list:
     return chains
 
 
-def layer_attrs(chain, tile_rows: int) -> dict:
+def layer_attrs(chain, tile_rows: int, bands: int = 1, halo: str = "reuse") -> dict:
     """FusedLayerConv attributes for `chain`."""
     convs = [n for n in chain if n.op == "Conv"]
     attrs = {"strides": [s for n in convs for s in n.attrs["strides"]],
              "pads": [p for n in convs for p in n.attrs["pads"]],
-             "activations": ",".join(n.attrs["activation"] for n in convs), "tile_rows": tile_rows}
+             "activations": ",".join(n.attrs["activation"] for n in convs), "tile_rows": tile_rows,
+             "bands": bands, "halo": halo}
     if chain[-1].op == "MaxPool":
         attrs.update(pool_kernel=chain[-1].attrs["kernel_shape"], pool_strides=chain[-1].attrs["strides"])
     return get_op("FusedLayerConv").check_attrs(attrs, chain[0].name)
@@ -119,35 +123,45 @@ def strip_working_set(chain, tile_rows: int) -> int:
     return total + sum(t.nbytes for t in types[1:])
 
 
-def recompute_fraction(chain, tile_rows: int) -> float:
+def recompute_fraction(chain, tile_rows: int, bands: int = 1, halo: str = "reuse") -> float:
     """Extra FLOPs of the fused group over the unfused convs (halo rows computed twice)."""
-    types, attrs = _input_types(chain), layer_attrs(chain, tile_rows)
+    types, attrs = _input_types(chain), layer_attrs(chain, tile_rows, bands, halo)
     fused = get_op("FusedLayerConv").cost(types, layer_types(types, attrs)[-1:], attrs).flops
     plain = sum(get_op("Conv").cost([v.type for v in n.inputs], [n.outputs[0].type], n.attrs).flops
                 for n in chain if n.op == "Conv")
     return fused / plain - 1
 
 
-def estimated_saving(chain, tile_rows: int, target) -> float:
-    """Seconds fusing should save: the intermediates' traffic (each written and read back
-    once at memory bandwidth) plus the convs' time at the direct conv's rate, minus the fused
-    FLOPs (halo recomputation included) at the fused kernel's lower rate."""
-    from ...codegen.conv2d import EFFICIENCY_DIRECT
-    from ...codegen.conv2d_fused_layer import EFFICIENCY_FUSED_LAYER
+def unfused_seconds(chain, target) -> float:
+    """The codegen's estimate for the chain's nodes each lowered alone: per node, the time of
+    the rule it would choose (Winograd for most 3x3 convs), memory traffic included."""
+    from ...codegen.kernel import LowerNode
+    from ...codegen.rules import select
 
-    traffic = 2 * sum(n.outputs[0].type.nbytes for n in chain[:-1]) / target.memory_bandwidth
-    plain = sum(get_op("Conv").cost([v.type for v in n.inputs], [n.outputs[0].type], n.attrs).flops
-                for n in chain if n.op == "Conv")
-    fused = plain * (1 + recompute_fraction(chain, tile_rows))
-    return (traffic + plain / (EFFICIENCY_DIRECT * target.peak_flops)
-            - fused / (EFFICIENCY_FUSED_LAYER * target.peak_flops))
+    return sum(min(est for _, est, _ in select(LowerNode.of(n, target)).candidates) for n in chain)
 
 
-def choose_tile_rows(chain, l2_bytes: int, force: bool = False, target=None) -> int | None:
-    """The strip height (rows of the final output) whose strip fits L2 and saves the most
-    (`estimated_saving`); None when nothing is saved, or when the intermediates fit L2
-    unfused anyway (no memory traffic to save). `force`: always a height, the one with the
-    smallest working set when no strip fits."""
+def fused_seconds(chain, attrs: dict, target) -> float:
+    """The codegen's estimate for the FusedLayerConv of `chain` with `attrs` (its registry
+    cost: the FLOPs of the rows it computes, and x, weights and output as its only traffic),
+    without building the kernel."""
+    from ...codegen.kernel import Kernel, KernelInput, LowerNode
+    from ...codegen.rules import estimate_seconds, rules_for
+
+    types = _input_types(chain)
+    n = LowerNode("FusedLayerConv", chain[0].name, attrs, [KernelInput(t) for t in types],
+                  layer_types(types, attrs)[-1:], target)
+    fused_rule = next(r for r in rules_for(target)["FusedLayerConv"] if r.family == "fused-layer")
+    return estimate_seconds(n, fused_rule, Kernel(None, []))
+
+
+def choose_tiling(chain, l2_bytes: int, force: bool = False, target=None, halos=HALO_MODES) -> tuple | None:
+    """(strip height, halo mode) whose strip fits L2 and whose fused kernel the codegen
+    expects fastest (`fused_seconds`, one band per core; reuse computes fewer rows with the
+    same line buffers, and wins ties); None when that is not faster
+    than the nodes unfused (`unfused_seconds`), or when the intermediates fit L2 unfused
+    anyway (no memory traffic to save). `force`: always a tiling, the smallest working set
+    when no strip fits. `halos`: the modes to choose from."""
     from ...codegen.kernel import CpuTarget
 
     target = target or CpuTarget.host()
@@ -157,25 +171,32 @@ def choose_tile_rows(chain, l2_bytes: int, force: bool = False, target=None) -> 
     heights = range(1, chain[-1].outputs[0].type.shape[2] + 1)
     fits = [r for r in heights if strip_working_set(chain, r) <= l2_bytes]
     if not fits:
-        return min(heights, key=lambda r: strip_working_set(chain, r)) if force else None
-    best = max(fits, key=lambda r: (estimated_saving(chain, r, target), r))
-    return best if force or estimated_saving(chain, best, target) > 0 else None
+        return (min(heights, key=lambda r: strip_working_set(chain, r)), halos[-1]) if force else None
+    seconds = {(r, h): fused_seconds(chain, layer_attrs(chain, r, target.num_cores, h), target)
+               for r in fits for h in halos}
+    best = min(seconds, key=lambda rh: (seconds[rh], -rh[0], rh[1] != "reuse"))
+    return best if force or seconds[best] < unfused_seconds(chain, target) else None
 
 
-def fuse_layers(graph, depth: int = MAX_DEPTH, l2_bytes: int | None = None, force: bool = False):
+def fuse_layers(graph, depth: int = MAX_DEPTH, l2_bytes: int | None = None, force: bool = False,
+                halo: str | None = None):
     """Replace conv chains of up to `depth` layers by FusedLayerConv nodes.
 
     Args:
         graph: the ir.Graph (not modified).
         depth: most convs per group.
         l2_bytes: the cache a strip must fit (default: this machine's L2 per core).
-        force: fuse every chain found (strip height still from the cost model); else only
-            where the cost model expects a saving (see module doc).
+        force: fuse every chain found (tiling still from the cost model); else only where
+            the cost model expects a saving (see module doc).
+        halo: this halo mode ("recompute" or "reuse") rather than the cost model's choice.
     Returns:
         the new graph.
     """
+    from ...codegen.kernel import CpuTarget
+
     g = graph.copy()
     l2 = l2_bytes or l2_cache_bytes()
+    bands = CpuTarget.host().num_cores
     renames = []
     for chain in conv_chains(g, depth):
         # the whole chain, else shorter prefixes (a deep pyramid may not fit L2)
@@ -183,9 +204,9 @@ def fuse_layers(graph, depth: int = MAX_DEPTH, l2_bytes: int | None = None, forc
             part = chain[:cut]
             if part[-1].op == "MaxPool" and cut == 2:
                 break
-            rows = choose_tile_rows(part, l2, force)
-            if rows is not None:
-                renames += _replace(g, part, rows)
+            tiling = choose_tiling(part, l2, force, halos=(halo,) if halo else HALO_MODES)
+            if tiling is not None:
+                renames += _replace(g, part, layer_attrs(part, tiling[0], bands, tiling[1]))
                 break
     g.toposort()
     g.remove_dead()
@@ -193,7 +214,7 @@ def fuse_layers(graph, depth: int = MAX_DEPTH, l2_bytes: int | None = None, forc
     return g
 
 
-def _replace(g, chain, tile_rows: int) -> list:
+def _replace(g, chain, attrs: dict) -> list:
     """Add the FusedLayerConv for `chain` and use it; [(new value, name to keep)] for a graph output."""
     import numpy as np
 
@@ -204,7 +225,7 @@ def _replace(g, chain, tile_rows: int) -> list:
             bias = n.inputs[2] if len(n.inputs) > 2 else g.constant(np.zeros(w.type.shape[0], w.type.dtype), "bias")
             inputs += [w, bias]
     old = chain[-1].outputs[0]
-    new = g.add_node("FusedLayerConv", inputs, layer_attrs(chain, tile_rows), name=f"fused_{chain[0].name}")[0]
+    new = g.add_node("FusedLayerConv", inputs, attrs, name=f"fused_{chain[0].name}")[0]
     g.replace_all_uses(old, new)
     return [(new, old.name)] if any(o is new for o in g.outputs) else []
 

@@ -17,7 +17,7 @@ from ...errors import NnforgeError
 from ..manager import Pass, register_pass_factory
 from .calib_data import check_calibration_feeds, load_calibration_dir
 from . import qdq  # noqa: F401  (registers the fold-qdq pass)
-from .calibrate import CALIBRATORS, collect_stats
+from .calibrate import CALIBRATORS, collect_stats, residual_path
 from .rewrite import Quantizer
 
 __all__ = ["quantize", "quantize_pass", "calibration_ranges", "load_calibration_dir", "CALIBRATORS",
@@ -34,16 +34,20 @@ def calibration_ranges(graph, calibration, calibrator: str = "percentile", perce
         calibrator: "minmax", "percentile" or "entropy" (KL divergence).
         percentile: the percentile of |x| kept by the percentile calibrator.
         power_of_two: entropy then searches over the 128 levels of a signed int8 magnitude.
+    Values on residual paths keep their whole seen range whatever the calibrator (`residual_path`).
     """
     feeds_list = (load_calibration_dir(calibration, graph) if isinstance(calibration, (str, os.PathLike))
                   else check_calibration_feeds(list(calibration), graph))
     stats = collect_stats(graph, feeds_list, calibrator)
-    return {name: s.range(calibrator, percentile, levels=128 if power_of_two or s.lo < 0 else 256)
+    unclipped = residual_path(graph)
+    return {name: s.range("minmax" if name in unclipped else calibrator, percentile,
+                          levels=128 if power_of_two or s.lo < 0 else 256)
             for name, s in stats.items()}
 
 
 def quantize(graph, calibration, calibrator: str = "percentile", power_of_two: bool = False,
-             weight_bits: int = 8, percentile: float = 99.99, int8_outputs: bool = True):
+             weight_bits: int = 8, percentile: float = 99.99, int8_outputs: bool = True,
+             int8_residuals: bool = True):
     """The int8 version of a float graph (a new graph; `graph` is not modified).
 
     Args:
@@ -57,13 +61,15 @@ def quantize(graph, calibration, calibrator: str = "percentile", power_of_two: b
         percentile: for the percentile calibrator.
         int8_outputs: False keeps fp32 weights in the layers that produce graph outputs (see
             rewrite.Quantizer).
+        int8_residuals: False runs residual Adds in float even where QConv could add them
+            (rewrite.Quantizer; for comparisons).
     Returns:
         an ir.Graph with the same inputs and outputs (float), QConv/QMatMul inside.
     """
     if weight_bits not in (7, 8):
         raise NnforgeError(f"quantize: weight_bits must be 7 or 8, got {weight_bits!r}")
     ranges = calibration_ranges(graph, calibration, calibrator, percentile, power_of_two)
-    return Quantizer(graph, ranges, power_of_two, weight_bits, int8_outputs).run()
+    return Quantizer(graph, ranges, power_of_two, weight_bits, int8_outputs, int8_residuals).run()
 
 
 def quantize_pass(calibration, calibrator: str = "percentile", power_of_two: bool = False,

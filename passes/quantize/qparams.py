@@ -120,3 +120,11 @@ def integer_layer(w: np.ndarray, w_axis: int, bias, xp: QParams, out_p: QParams,
     bq = None if bias is None else quantize_bias(bias, xp.scale, w_scales)
     return wq, bq, {"multiplier": multiplier, "shift": shift, "x_zero_point": xp.zero_point,
                     "out_zero_point": out_p.zero_point, "out_dtype": out_p.dtype}, out_p
+
+
+def residual_requant(residual: QParams, out_p: QParams) -> dict:
+    """QConv's residual attributes: the residual's zero point and its fixed-point rescaling onto the
+    output's scale, s_r / s_y = multiplier / 2**shift (ir/ops/quant.py)."""
+    (multiplier,), (shift,) = fixed_point([residual.scale / out_p.scale])
+    return {"residual_zero_point": residual.zero_point, "residual_multiplier": multiplier,
+            "residual_shift": shift}

@@ -109,7 +109,9 @@ class EGraph:
         self.consts: dict[int, np.ndarray] = {}
         self.memo: dict[tuple, int] = {}   # canonical e-node -> class id
         self.attrs: dict[str, dict] = {}   # attribute key -> attributes
-        self.origin: dict[tuple, tuple] = {}  # e-node -> (rule name or "", node name hint)
+        self.origin: dict[tuple, tuple] = {}  # e-node -> (rule name or "", node name hint, application)
+        self.applications: list[tuple] = []   # application -> (rule name, applications whose e-nodes it matched)
+        self.rewired: list[tuple] = []        # (application, target classes, rhs e-nodes) of rules that made no e-node
         self.gets: dict[int, list] = {}    # tuple class -> its `$get` classes
         self._views: dict[int, ClassView] = {}
 
@@ -137,7 +139,7 @@ class EGraph:
         self.origin.setdefault(enode, origin)
         return cid
 
-    def add_const(self, data, origin=("", "const"), by_content: bool = True) -> int:
+    def add_const(self, data, origin=("", "const", -1), by_content: bool = True) -> int:
         """The class of a constant; `by_content` shares it with equal constants (hashes the data)."""
         data = np.asarray(data)
         key = _array_digest(data) if by_content else f"new{len(self.parent)}"
@@ -182,7 +184,12 @@ class EGraph:
         while True:
             self.memo, same = {}, []
             for cid in list(self.classes):
-                nodes = {self.canon(n) for n in self.classes[cid]}
+                nodes = set()
+                for n in self.classes[cid]:
+                    c = self.canon(n)
+                    if n in self.origin:
+                        self.origin.setdefault(c, self.origin[n])
+                    nodes.add(c)
                 self.classes[cid] = nodes
                 for n in nodes:
                     other = self.memo.setdefault(n, cid)
@@ -199,16 +206,16 @@ class EGraph:
 
     def add_graph(self, graph) -> dict:
         """Put every node of an ir.Graph in; returns value name -> class id (all values)."""
-        ids = {v.name: self.add((INPUT, v.name, ()), v.type, ("", v.name)) for v in graph.inputs}
+        ids = {v.name: self.add((INPUT, v.name, ()), v.type, ("", v.name, -1)) for v in graph.inputs}
 
         def cid(v):
             if v.is_constant:
-                ids[v.name] = self.add_const(v.data, ("", v.name))
+                ids[v.name] = self.add_const(v.data, ("", v.name, -1))
             return ids[v.name]
 
         for node in graph.nodes:
             outs = self.add_op(node.op, [cid(v) for v in node.inputs], node.attrs,
-                               [v.type for v in node.outputs], ("", node.name))
+                               [v.type for v in node.outputs], ("", node.name, -1))
             ids.update((v.name, c) for v, c in zip(node.outputs, outs))
         for v in graph.outputs:
             cid(v)
@@ -321,35 +328,65 @@ class EGraph:
                 return False
             binds = dict(m)
             binds.update(rule.let(m) if rule.let else {})
-            size = len(self.parent)
-            outs = build(rule.dst, binds, _Emitter(self, rule.name))
+            size, app = len(self.parent), len(self.applications)
+            outs = build(rule.dst, binds, _Emitter(self, rule.name, app))
         except NnforgeError:  # the rhs does not type-check here (shape validity is checked per match)
             return False
         except (KeyError, IndexError, AttributeError, TypeError, ValueError):
             return False
         if len(outs) != len(targets) or any(o.type != self.types[t] for o, t in zip(outs, targets)):
             return False
+        parents = {self.origin.get(self.canon(n), ("", "", -1))[2] for n, _ in nodes} - {-1}
+        self.applications.append((rule.name, tuple(sorted(parents))))
+        moved = [self.find(t) for t, o in zip(targets, outs) if self.find(t) != self.find(o.id)]
+        if len(self.parent) == size and moved:  # the rhs already existed (x*1 -> x): what it rewired to
+            self.rewired.append((app, moved, {self.canon(n) for o in outs for n in self.classes[self.find(o.id)]}))
         merged = [self.union(t, o.id) for t, o in zip(targets, outs)]
         return any(merged) or len(self.parent) > size
+
+    def rules_behind(self, choice: dict, roots) -> list:
+        """The rule of every application the graph extracted by `choice` (class -> e-node) from
+        `roots` rests on: those that made one of its e-nodes, those whose rhs class (made by no
+        new e-node) supplies one of its e-nodes where the match was, and, transitively, those
+        that made the e-nodes they matched. One entry per application, in application order
+        (like the TASO search's `fired`)."""
+        used, todo = set(), [self.find(r) for r in roots]
+        while todo:
+            cid = todo.pop()
+            if cid not in used:
+                used.add(cid)
+                todo.extend(self.find(k) for k in choice[cid][2])
+        chosen = {self.canon(choice[c]) for c in used}
+        todo = [self.origin.get(n, ("", "", -1))[2] for n in chosen]
+        for app, targets, rhs in self.rewired:
+            if any(self.find(t) in used for t in targets) and {self.canon(n) for n in rhs} & chosen:
+                todo.append(app)
+        seen: set = set()
+        while todo:
+            app = todo.pop()
+            if app >= 0 and app not in seen:
+                seen.add(app)
+                todo.extend(self.applications[app][1])
+        return [self.applications[a][0] for a in sorted(seen)]
 
 
 class _Emitter:
     """pattern.build into the e-graph: arrays become `$const` classes, ops become e-nodes."""
 
-    def __init__(self, eg: EGraph, rule: str):
-        self.eg, self.rule = eg, rule
+    def __init__(self, eg: EGraph, rule: str, app: int):
+        self.eg, self.rule, self.app = eg, rule, app
 
     def value(self, x):
         if not isinstance(x, np.ndarray):
             return x
         # not hashed: rule-made weights are big and fresh (a repeated match adds a twin at most)
-        return self.eg.view(self.eg.add_const(x, (self.rule, "c"), by_content=False))
+        return self.eg.view(self.eg.add_const(x, (self.rule, "c", self.app), by_content=False))
 
     def op(self, op, inputs, attrs):
         opdef = get_op(op)
         attrs = opdef.check_attrs(attrs, self.rule)
         types = opdef.infer_types([v.type for v in inputs], attrs, self.rule)
-        outs = self.eg.add_op(op, [v.id for v in inputs], attrs, types, (self.rule, op.lower()))
+        outs = self.eg.add_op(op, [v.id for v in inputs], attrs, types, (self.rule, op.lower(), self.app))
         return [self.eg.view(c) for c in outs]
 
 

@@ -183,7 +183,7 @@ def to_graph(eg: EGraph, choice: dict, roots, original):
                 stack.extend(todo)
                 continue
             stack.pop()
-            rule, hint = eg.origin.get(choice[cid], ("", op.lower()))
+            rule, hint, _ = eg.origin.get(choice[cid], ("", op.lower(), -1))
             if op == CONST:
                 values[cid] = g.constant(eg.consts[cid], hint)
             elif op == GET:

@@ -170,6 +170,47 @@ def _conv_pad(m):
     return {"a2": a}
 
 
+def _enlarge_ok(m):
+    """A 1x1, unpadded, undilated conv with constant weights, and a 3x3 "same" conv with the
+    same stride on the same input that it could merge with once enlarged."""
+    a, b = m["a"], m["b"]
+    return (m["w"].is_constant and m["w"].type.shape[2:] == (1, 1) and not any(a["pads"])
+            and tuple(a["dilations"]) == (1, 1) and m["v"].type.shape[2:] == (3, 3)
+            and tuple(b["pads"]) == (1, 1, 1, 1) and tuple(b["dilations"]) == (1, 1)
+            and tuple(a["strides"]) == tuple(b["strides"]))
+
+
+def _enlarge_to_3x3(m):
+    """The 1x1 weight zero-padded to 3x3 (works on z3 object arrays), and pads 1 all round."""
+    w = m["w"].data
+    w3 = np.zeros(w.shape[:2] + (3, 3), dtype=w.dtype if w.dtype == object else m["w"].type.dtype)
+    w3[:, :, 1:2, 1:2] = w
+    return {"w3": like(w3, m["w"]), "a3": {**m["a"], "pads": (1, 1, 1, 1)}}
+
+
+def _batched_rows(axis_of):
+    """Precondition of batching two ops that share their weight: the inputs differ only along
+    `axis_of(x)` (the rows of a MatMul, the batch of a Conv); a Conv's residual is not batched."""
+    def ok(m):
+        k, s1, s2 = axis_of(m["x1"]), m["x1"].type.shape, m["x2"].type.shape
+        return (len(s1) == len(s2) >= 2 and m["x1"].type.dtype == m["x2"].type.dtype
+                and s1[:k] + s1[k + 1:] == s2[:k] + s2[k + 1:] and len(m.get("bs", ())) <= 1)
+    return ok
+
+
+def _batched_split(axis_of):
+    return lambda m: {"k": axis_of(m["x1"]), "s": (m["x1"].type.shape[axis_of(m["x1"])],
+                                                   m["x2"].type.shape[axis_of(m["x2"])])}
+
+
+def _matmul_rows(x):
+    return x.type.rank - 2
+
+
+def _conv_batch(x):
+    return 0
+
+
 def _pads_hw_only(m):
     p = m["p"]
     return (m["mode"] == "constant" and m["val"] == 0.0 and min(p) >= 0
@@ -209,6 +250,22 @@ IDENTITY = [
          ex=[dict(x=(2, 3), k=0, s=(2,))]),  # split into one part
 ]
 
+
+def _not_after_plain_conv(m):
+    """`x` is not the output of a conv without activation (or of a batchnorm, which folds into
+    one): there the relu fuses into the conv for free (fuse-conv-relu here, and ONNX Runtime
+    does it too), so moving it past the pool adds a node."""
+    p = m["x"].producer
+    return p is None or p.op not in ("Conv", "BatchNormalization") or p.attrs.get("activation", "") != ""
+
+
+_CONV_RELU_MAXPOOL = """graph t(%x: float32[1,1,4,4], %w: float32[1,1,1,1]) {
+  %y = Conv(%x, %w) {}
+  %r = Relu(%y)
+  %p = MaxPool(%r) {kernel_shape=[2,2], strides=[2,2]}
+  return %p
+}"""
+
 ELEMENTWISE = [
     rule("relu-relu", "Relu(Relu(x))", "Relu(x)", ex=[dict(x=(2, 3))]),  # relu is idempotent
     rule("abs-abs", "Abs(Abs(x))", "Abs(x)", ex=[dict(x=(2, 3))]),  # abs is idempotent
@@ -220,9 +277,10 @@ ELEMENTWISE = [
     rule("add-const-const", "Add(Add(x, c1), c2)", "Add(x, c)", const("c1", "c2"),
          lambda m: {"c": like(m["c1"].data + m["c2"].data, m["c1"])},
          ex=[dict(x=(2, 3), c1=Sym(3), c2=Sym())]),  # (x+c1)+c2 -> x+(c1+c2)
-    rule("relu-maxpool", "MaxPool(Relu(x)){*a}", "Relu(MaxPool(x){*a})",
+    rule("relu-maxpool", "MaxPool(Relu(x)){*a}", "Relu(MaxPool(x){*a})", _not_after_plain_conv,
          ex=[dict(x=(1, 1, 4, 4), a=dict(kernel_shape=(2, 2), strides=(2, 2))),
-             dict(x=(1, 1, 3, 3), a=dict(kernel_shape=(3, 3), pads=(1, 1, 1, 1)))]),  # relu is monotone
+             dict(x=(1, 1, 3, 3), a=dict(kernel_shape=(3, 3), pads=(1, 1, 1, 1)))],
+         nex=[_CONV_RELU_MAXPOOL]),  # relu is monotone
 ]
 
 _UNARY = ("Relu", "Sigmoid", "Tanh", "Neg", "Abs", "Exp")
@@ -321,12 +379,29 @@ LINEAR = [
     rule("concat-parallel-convs", "Concat(Conv(x, w1){*a}, Conv(x, w2){*a}){axis=1}", "Conv(x, wc){*a}",
          both(const("w1", "w2"), group1), _concat_consts("w1", "w2"),
          ex=[dict(x=(1, 2, 3, 3), w1=Sym(2, 2, 1, 1), w2=Sym(1, 2, 1, 1), a={})]),  # no split needed
+    rule("concat-parallel-biased-convs", "Concat(Conv(x, w1, b1){*a}, Conv(x, w2, b2){*a}){axis=1}",
+         "Conv(x, wc, bc){*a}", both(const("w1", "w2", "b1", "b2"), group1), _merge_convs,
+         ex=[dict(x=(1, 2, 3, 3), w1=Sym(2, 2, 3, 3), w2=Sym(1, 2, 3, 3), b1=Sym(2), b2=Sym(1),
+                  a=dict(pads=(1, 1, 1, 1), activation="Relu"))]),  # SqueezeNet's expand convs, once enlarged
     rule("merge-grouped-convs", "Concat(Conv(x1, w1){*a}, Conv(x2, w2){*a}){axis=1}",
          "Conv(Concat(x1, x2){axis=1}, wc){*a, group=g2}",
          lambda m: m["x1"].type == m["x2"].type and m["w1"].type == m["w2"].type and const("w1", "w2")(m),
          lambda m: dict(_concat_consts("w1", "w2")(m), g2=2 * m["a"]["group"]),
          ex=[dict(x1=(1, 2, 3, 3), x2=(1, 2, 3, 3), w1=Sym(2, 1, 1, 1), w2=Sym(2, 1, 1, 1), a=dict(group=2))],
          nex=[dict(x1=(1, 2, 3, 3), x2=(1, 2, 3, 3), w1=Sym(2, 2, 1, 1), w2=Sym(1, 2, 1, 1), a={})]),
+    rule("enlarge-conv-1x1-to-3x3", "Conv(x, w, *bs){*a}, Conv(x, v, *cs){*b}",
+         "Conv(x, w3, *bs){*a3}, Conv(x, v, *cs){*b}", _enlarge_ok, _enlarge_to_3x3,
+         ex=[dict(x=(1, 2, 3, 3), w=Sym(3, 2, 1, 1), bs=[], v=(1, 2, 3, 3), cs=[], a={}, b=dict(pads=(1, 1, 1, 1))),
+             dict(x=(1, 2, 5, 4), w=Sym(2, 2, 1, 1), bs=[Sym(2)], v=Sym(2, 2, 3, 3), cs=[Sym(2)],
+                  a=dict(strides=(2, 2), activation="Relu"), b=dict(strides=(2, 2), pads=(1, 1, 1, 1)))],
+         nex=[dict(x=(1, 2, 3, 3), w=Sym(3, 2, 1, 1), bs=[], v=(1, 2, 3, 3), cs=[], a={}, b={}),
+              dict(x=(1, 2, 3, 3), w=Sym(3, 2, 1, 1), bs=[], v=(1, 2, 3, 3), cs=[], a={},
+                   b=dict(strides=(2, 2), pads=(1, 1, 1, 1)))]),  # TASO's enlarge: 1x1 -> 3x3 beside a 3x3
+    rule("batch-convs-sharing-weight", "Conv(x1, w, *bs){*a}, Conv(x2, w, *bs){*a}",
+         "Split(Conv(Concat(x1, x2){axis=k}, w, *bs){*a}){axis=k, split=s}", _batched_rows(_conv_batch),
+         _batched_split(_conv_batch),
+         ex=[dict(x1=(1, 2, 3, 3), x2=(2, 2, 3, 3), w=Sym(2, 2, 2, 2), bs=[Sym(2)], a=dict(pads=(1, 0, 1, 0)))],
+         nex=[dict(x1=(1, 2, 3, 3), x2=(1, 2, 4, 4), w=Sym(2, 2, 1, 1), bs=[], a={})]),  # one conv, batch 2
     rule("add-of-convs", 'Add(Conv(x, w1){*a, activation=""}, Conv(y, w2){*a})', "Conv(Concat(x, y){axis=1}, wc){*a}",
          lambda m: group1(m) and m["x"].type == m["y"].type and m["w1"].type == m["w2"].type,
          _concat_consts("w1", "w2", axis=1),
@@ -335,6 +410,11 @@ LINEAR = [
          lambda m: const("w1", "w2")(m) and m["w1"].type.rank == m["w2"].type.rank == 2, _merge_matmuls,
          ex=[dict(x=(2, 3), w1=Sym(3, 2), w2=Sym(3, 1)), dict(x=(2, 2, 3), w1=Sym(3, 2), w2=Sym(3, 2))],
          nex=[dict(x=(2, 3), w1=(3, 2), w2=Sym(3, 1))]),  # Q/K/V: one matmul, then split
+    rule("batch-matmuls-sharing-weight", "MatMul(x1, w), MatMul(x2, w)",
+         "Split(MatMul(Concat(x1, x2){axis=k}, w)){axis=k, split=s}",
+         lambda m: m["w"].type.rank == 2 and _batched_rows(_matmul_rows)(m), _batched_split(_matmul_rows),
+         ex=[dict(x1=(2, 3), x2=(1, 3), w=(3, 2)), dict(x1=(2, 2, 3), x2=(2, 1, 3), w=Sym(3, 2))],
+         nex=[dict(x1=(2, 3), x2=(2, 3, 3), w=(3, 2))]),  # x1@w, x2@w -> [x1; x2]@w, split rows
     rule("merge-matmul-into-split", "Split(MatMul(x, w1)){axis=k, split=s}, MatMul(x, w2)",
          "Split(MatMul(x, wc)){axis=k, split=s2}",
          lambda m: const("w1", "w2")(m) and m["w2"].type.rank == 2 and m["k"] == m.targets[0].type.rank - 1,

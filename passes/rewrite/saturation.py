@@ -72,7 +72,7 @@ def saturation_search(graph, rules, limits: Limits | None = None, extract_second
     if after >= before:
         new, made_by, after = graph.copy(), {n.name: "" for n in graph.nodes}, before
         class_of = dict(ids)
-    fired = [rule for rule in made_by.values() if rule]
+    fired = eg.rules_behind(choice, roots) if after < before else []
     report = EGraphReport(before, after, fired, stats.iterations, stats.enodes, time.time() - t0,
                           stats, method, time.time() - t1)
     return Extraction(graph, new, eg, ids, class_of, made_by), report

@@ -9,6 +9,7 @@ import pytest
 from kernel_harness import Const, CompiledKernel, _split_inputs
 
 from nnforge.codegen import rules
+from nnforge.codegen.conv2d_generic import ConvGeometry
 from nnforge.codegen.kernel import CpuTarget, LowerNode
 from nnforge.ir import get_op
 
@@ -133,3 +134,73 @@ def test_flop_count_and_selection():
     assert rules.select(node, rules.ScheduleOptions({"winograd": True})).rule.family == "winograd"
     off = rules.select(node, rules.ScheduleOptions({"winograd": False}))
     assert off.rule.family != "winograd" and "winograd" not in off.explain()
+
+
+def _to_blocks(a: np.ndarray, b: int) -> np.ndarray:
+    n, c, h, w = a.shape
+    return np.ascontiguousarray(a.reshape(n, c // b, b, h, w).transpose(0, 1, 3, 4, 2))
+
+
+@pytest.mark.parametrize("variant", ["f2", "f4"])
+@pytest.mark.parametrize("hw, pads", [(12, (1, 1, 1, 1)), (9, (1, 1, 1, 1)), (10, (0, 2, 1, 0))],
+                         ids=["tiles-exact", "tile-tail", "asymmetric-tail"])
+def test_blocked_layouts_match_float64_reference(variant, hw, pads):
+    """NCHW16c in and out (as between two convs in a model): where the tiles cover the output
+    exactly the inverse transform writes it directly (no unpack block), else it is cropped."""
+    import tvm
+
+    lanes = CpuTarget.host().vector_lanes
+    attrs = {"pads": pads, "activation": "Relu"}
+    ins = conv_inputs((1, 2 * lanes, hw, hw), 3 * lanes)
+    node, arrays = conv_node(attrs, ins)
+    node = LowerNode(node.op, node.name, node.attrs, node.inputs, node.outputs, node.target, (lanes,), lanes)
+    kernel = RULES[variant](node)
+    assert kernel.in_blocks[0] == lanes and kernel.out_block == lanes
+    m = 2 if variant == "f2" else 4
+    exact = all(s % m == 0 for s in node.outputs[0].shape[2:])
+    assert ("unpack" in kernel.func.script()) != exact
+    f = tvm.compile(kernel.func.with_attr("global_symbol", "main"), target=node.target.tvm_target())["main"]
+    (ref,) = get_op("Conv").run([a.astype(np.float64) for a in arrays], node.attrs)
+    arrays[0] = _to_blocks(arrays[0], lanes)
+    params = [arrays[a] if isinstance(a, int) else a for a in kernel.args]
+    dev = tvm.cpu()
+    args = [tvm.runtime.tensor(np.ascontiguousarray(p), dev) for p in params]
+    args.append(tvm.runtime.tensor(np.zeros(_to_blocks(ref, lanes).shape, "float32"), dev))
+    f(*args)
+    err = np.abs(args[-1].numpy() - _to_blocks(ref, lanes)).max() / np.abs(ref).max()
+    assert err <= BOUND[variant], f"{variant}: relative error {err:.3g}"
+
+
+@pytest.mark.parametrize("variant", ["f2", "f4"])
+@pytest.mark.parametrize("block_bytes, blocked, channels", [
+    (1 << 20, False, 19), (20_000, False, 19), (20_000, True, 19), (20_000, False, 3)],
+    ids=["whole-image-blocks", "one-row-blocks", "one-row-blocks-nchw16c", "one-channel-block"])
+def test_row_blocks_match_float64_reference(monkeypatch, variant, block_bytes, blocked, channels):
+    """The per-block schedule (all stages in one parallel loop over blocks of tile rows), forced
+    on a small layer: batch 2, tile tails, asymmetric pads, channel tails (one channel block:
+    VGG's first conv, 3 channels)."""
+    import tvm
+
+    monkeypatch.setattr(conv2d_winograd, "STAGED_BYTES", 0)
+    monkeypatch.setattr(conv2d_winograd, "BLOCK_BYTES", block_bytes)
+    lanes = CpuTarget.host().vector_lanes
+    attrs = {"pads": (1, 0, 2, 1), "activation": "Relu"}
+    ins = conv_inputs((2, channels, 13, 17), 2 * lanes)
+    node, arrays = conv_node(attrs, ins)
+    if blocked:
+        node = LowerNode(node.op, node.name, node.attrs, node.inputs, node.outputs, node.target, (), lanes)
+    kernel = RULES[variant](node)
+    m = 2 if variant == "f2" else 4
+    plan = conv2d_winograd.plan_winograd(ConvGeometry.of(node), m, lanes)
+    assert plan.row_block == (1 if block_bytes < 1 << 20 else plan.nth)  # one block row, or the whole image
+    assert f"blocks of {plan.row_block} tile rows" in kernel.schedule
+    f = tvm.compile(kernel.func.with_attr("global_symbol", "main"), target=node.target.tvm_target())["main"]
+    (ref,) = get_op("Conv").run([a.astype(np.float64) for a in arrays], node.attrs)
+    params = [arrays[a] if isinstance(a, int) else a for a in kernel.args]
+    dev = tvm.cpu()
+    args = [tvm.runtime.tensor(np.ascontiguousarray(p), dev) for p in params]
+    want = _to_blocks(ref, lanes) if blocked else ref
+    args.append(tvm.runtime.tensor(np.zeros(want.shape, "float32"), dev))
+    f(*args)
+    err = np.abs(args[-1].numpy() - want).max() / np.abs(ref).max()
+    assert err <= BOUND[variant], f"{variant}: relative error {err:.3g}"

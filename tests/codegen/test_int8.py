@@ -78,7 +78,8 @@ def test_qconv(shape, m, k, attrs, xd, zp, per_channel, od, relu):
 
 
 @pytest.mark.parametrize("shape, m, k, attrs, const", [
-    ((1, 8, 7, 7), 8, 3, dict(pads=(1, 1, 1, 1), group=8), True),  # depthwise: generic
+    ((1, 8, 7, 7), 8, 3, dict(pads=(1, 1, 1, 1), group=8), False),  # depthwise with run-time weights
+    ((1, 8, 3, 64), 8, 3, dict(pads=(1, 1, 1, 1), group=8), True),  # depthwise, long rows: vectorized along them
     ((1, 6, 8, 8), 10, 3, dict(pads=(1, 1, 1, 1)), False),  # run-time weights: generic
 ])
 def test_qconv_generic_only(shape, m, k, attrs, const):
@@ -86,6 +87,40 @@ def test_qconv_generic_only(shape, m, k, attrs, const):
               RNG.integers(-3000, 3000, m).astype("int32")]
     a = _requant_attrs(arrays[1][0].size, m, True, **attrs, x_zero_point=99)
     _check("QConv", a, arrays, [False, const, const], "generic")
+
+
+DEPTHWISE_CASES = [  # x shape, k, attrs, x dtype, out dtype, residual
+    ((1, 19, 13, 11), 3, dict(pads=(1, 1, 1, 1)), "uint8", "int8", False),  # channels not a multiple of the lanes
+    ((2, 32, 14, 14), 3, dict(strides=(2, 2), pads=(0, 0, 1, 1)), "int8", "uint8", False),  # batch 2, stride 2
+    ((1, 16, 9, 9), 5, dict(pads=(2, 1, 2, 3), dilations=(2, 1)), "uint8", "uint8", False),
+    ((2, 21, 7, 7), 3, dict(pads=(1, 1, 1, 1)), "int8", "int8", True),  # with a residual
+]
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("shape, k, attrs, xd, od, residual", DEPTHWISE_CASES)
+def test_qconv_depthwise(shape, k, attrs, xd, od, residual, relu):
+    """Depthwise QConv (group == channels) with its own rule, bit for bit; the generic rule agrees."""
+    c = shape[1]
+    arrays = [_ints(xd, shape), _ints("int8", (c, 1, k, k)), RNG.integers(-3000, 3000, c).astype("int32")]
+    a = _requant_attrs(k * k, c, True, **attrs, group=c, x_zero_point=-7 if xd == "int8" else 140,
+                       out_zero_point=5 if od == "int8" else 100, out_dtype=od, activation="Relu" if relu else "")
+    if residual:
+        oh = shape[2] + sum(attrs["pads"][::2]) - k + 1
+        arrays.append(_ints("int8", (shape[0], c, oh, oh)))
+        a.update(residual_zero_point=-3, residual_multiplier=2**29 + 12345, residual_shift=31)
+    const = [False, True, True, False][:len(arrays)]
+    _check("QConv", a, arrays, const, "depthwise")
+    _check("QConv", a, arrays, const, "generic", GENERIC)
+
+
+def test_qconv_depthwise_extremes_saturate():
+    x = np.where(RNG.random((1, 20, 6, 6)) < 0.5, 255, 0).astype("uint8")
+    w = np.where(RNG.random((20, 1, 3, 3)) < 0.5, 127, -128).astype("int8")
+    b = np.array([2**31 - 1, -2**31] * 10, "int32")  # the bias add wraps int32
+    a = {"pads": (2, 2, 2, 2), "group": 20, "x_zero_point": 255, "multiplier": [2**31 - 1], "shift": [40],
+         "out_zero_point": -128, "out_dtype": "int8"}
+    _check("QConv", a, [x, w, b], [False, True, True], "depthwise", saturating=True)
 
 
 def test_qconv_extremes_wrap_and_saturate():
@@ -98,6 +133,56 @@ def test_qconv_extremes_wrap_and_saturate():
          "out_dtype": "int8"}
     for options, expect in ((None, "vpdpbusd"), (GENERIC, "generic")):
         _check("QConv", a, [x, w, b], [False, True, True], expect, options, saturating=True)
+
+
+RESIDUAL_CASES = [  # x shape, M, k, attrs, x dtype, residual dtype, residual zero point, out dtype
+    ((2, 19, 11, 13), 21, 3, dict(strides=(2, 2), pads=(1, 0, 2, 1)), "uint8", "uint8", 131, "int8"),  # odd, batch 2
+    ((1, 16, 9, 9), 32, 1, {}, "int8", "int8", -5, "uint8"),
+    ((2, 32, 8, 8), 64, 3, dict(pads=(1, 1, 1, 1), group=2), "uint8", "int8", 0, "uint8"),
+    ((1, 24, 15, 13), 40, 1, dict(strides=(2, 3)), "int8", "uint8", 255, "int8"),  # residual zero point at the top
+]
+
+
+def _residual_attrs(reduction, m, attrs, xd, rd, rzp, od, relu):
+    """Requantization of the conv and of the residual (about half an output step per residual level)."""
+    shift = int(RNG.integers(18, 30))
+    return _requant_attrs(reduction, m, True, **attrs, x_zero_point=-4 if xd == "int8" else 120,
+                          out_zero_point=7 if od == "int8" else 110, out_dtype=od, activation="Relu" if relu else "",
+                          residual_zero_point=rzp, residual_multiplier=int(RNG.integers(2**(shift - 2), 2**shift)),
+                          residual_shift=shift)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("shape, m, k, attrs, xd, rd, rzp, od", RESIDUAL_CASES)
+def test_qconv_residual(shape, m, k, attrs, xd, rd, rzp, od, relu):
+    """The residual add (+ Relu after it) in the write-back of every QConv rule, bit for bit."""
+    group = attrs.get("group", 1)
+    cg = shape[1] // group
+    oh = (shape[2] + sum(attrs.get("pads", (0,) * 4)[::2]) - k) // attrs.get("strides", (1, 1))[0] + 1
+    ow = (shape[3] + sum(attrs.get("pads", (0,) * 4)[1::2]) - k) // attrs.get("strides", (1, 1))[1] + 1
+    arrays = [_ints(xd, shape), RNG.integers(-64, 64, (m, cg, k, k)).astype("int8"),
+              RNG.integers(-3000, 3000, m).astype("int32"), _ints(rd, (shape[0], m, oh, ow))]
+    a = _residual_attrs(cg * k * k, m, attrs, xd, rd, rzp, od, relu)
+    const = [False, True, True, False]
+    _check("QConv", a, arrays, const, "vpdpbusd")
+    _check("QConv", a, arrays, const, "generic", GENERIC)
+    _check("QConv", a, arrays, const, "vpmaddubsw", target=AVX2)  # 7-bit weights: pairs fit int16
+
+
+def test_qconv_residual_saturates():
+    """Extreme residuals and a residual multiplier of 2**31 - 1 (shift 0): sums far outside the
+    output range saturate exactly as the reference."""
+    x, w = _ints("uint8", (1, 9, 6, 6)), RNG.integers(-64, 64, (17, 9, 3, 3)).astype("int8")
+    r = np.where(RNG.random((1, 17, 6, 6)) < 0.5, 127, -128).astype("int8")
+    b = RNG.integers(-3000, 3000, 17).astype("int32")
+    for residual_shift in (0, 62):
+        a = _requant_attrs(81, 17, True, pads=(1, 1, 1, 1), x_zero_point=3, out_zero_point=-128, out_dtype="int8",
+                           activation="Relu", residual_zero_point=-128, residual_multiplier=2**31 - 1,
+                           residual_shift=residual_shift)
+        for options, target, expect in ((None, None, "vpdpbusd"), (GENERIC, None, "generic"),
+                                        (None, AVX2, "vpmaddubsw")):
+            _check("QConv", a, [x, w, b, r], [False, True, True, False], expect, options, saturating=True,
+                   target=target)
 
 
 @pytest.mark.parametrize("shape, m, k, attrs, weight_bits, expect", [

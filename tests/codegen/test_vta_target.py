@@ -86,12 +86,13 @@ def test_feed_errors_are_clear(small):
         small[2].run({"x": np.zeros((2, 20, 6, 6), np.float32)})
 
 
-def _qconv_graph(attrs=None, x_dtype="int8", bias=None, k=3):
+def _qconv_graph(attrs=None, x_dtype="int8", bias=None, k=3, residual=False):
     rng = np.random.default_rng(1)
     g = Graph()
     x = g.add_input("x", TensorType(x_dtype, (1, 32, 8, 8)))
     inputs = [x, g.constant(_int8(rng, (16, 32 // (attrs or {}).get("group", 1), k, k)))]
     inputs += [g.constant(np.asarray(bias, np.int32))] if bias is not None else []
+    inputs += [g.add_input("r", TensorType("int8", (1, 16, 8, 8)))] if residual else []
     y, = g.add_node("QConv", inputs, {"pads": [1] * 4, "shift": [9], **(attrs or {})}, "layer")
     g.set_outputs([y])
     return g
@@ -108,6 +109,7 @@ def _qconv_graph(attrs=None, x_dtype="int8", bias=None, k=3):
     ({"dilations": [2, 2]}, {}, r"dilations \[2, 2\]"),
     ({"pads": [1, 1, 0, 0]}, {}, r"asymmetric pads \[1, 1, 0, 0\]"),
     ({}, {"bias": [2**31 - 1] + [0] * 15}, "int32 sums may wrap"),
+    ({}, {"bias": [0] * 16, "residual": True}, r"residual input \(VTA has no residual add\)"),
 ])
 def test_nodes_vta_cannot_run_stay_on_the_cpu_with_the_reason(attrs, kwargs, reason):
     g = _qconv_graph(attrs, **kwargs)

@@ -157,6 +157,33 @@ def test_quantized_graph_exports_to_qdq_that_onnxruntime_runs(power_of_two):
     assert np.abs(got - want).max() <= out_step * (4 if power_of_two else 1) * 1.001
 
 
+def test_residual_qconv_exports_to_qdq_add_that_onnxruntime_runs():
+    """A quantized ResNet whose residual Adds run inside QConvs -> QDQ ONNX with the residual as a
+    DequantizeLinear + Add before the Relu and the QuantizeLinear; ORT agrees with the interpreter
+    to a few output steps (1 LSB per layer, compounded along the skip path)."""
+    import onnx
+
+    from nnforge.frontend import export_model
+    from nnforge.models.builders import resnet
+    from nnforge.passes import run_pipeline
+    from nnforge.passes.quantize import quantize
+
+    g = run_pipeline(import_model(resnet(18, num_classes=10, image=32, width=8, seed=5)))
+    rng = np.random.default_rng(12)
+    feeds = [{"input": rng.standard_normal((1, 3, 32, 32)).astype(np.float32)} for _ in range(3)]
+    q = quantize(g, feeds[:2], "minmax")
+    assert sum(len(n.inputs) == 4 for n in q.nodes if n.op == "QConv") == 8 and "Add" not in q.op_histogram()
+    exported = export_model(q)
+    onnx.checker.check_model(exported)
+    adds = [n for n in exported.graph.node if n.op_type == "Add" and n.name.endswith("_residual")]
+    assert len(adds) == 8
+    session = ort.InferenceSession(exported.SerializeToString(), providers=["CPUExecutionProvider"])
+    out_step = float(q.outputs[0].producer.inputs[1].data)
+    got, want = interpret(q, feeds[2])[0], session.run(None, feeds[2])[0]
+    assert np.abs(got - want).max() <= 4 * out_step * 1.001
+    assert np.abs(want).max() > 50 * out_step  # the outputs span many steps: the bound is not vacuous
+
+
 def test_fold_qdq_turns_an_onnxruntime_qdq_model_into_integer_layers(tmp_path):
     """quantize_static's QDQ Conv/Relu/Gemm model -> QConv/QMatMul, matching ORT's outputs."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static

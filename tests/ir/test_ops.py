@@ -281,6 +281,14 @@ def test_conv_is_fast_enough_for_imagenet_models():
     ("MaxPool", [("float32", (1, 1, 4, 4))], {"kernel_shape": [2, 2], "pads": [2, 0, 0, 0]},
      "smaller than"),
     ("Relu", [("float32", (2,)), ("float32", (2,))], {}, "expected 1 inputs"),
+    ("QConv", [("uint8", (1, 3, 5, 5)), ("int8", (4, 3, 3, 3)), ("int32", (4,)), ("uint8", (1, 4, 5, 5))], {},
+     "residual r must be int8/uint8\\[1, 4, 3, 3\\]"),
+    ("QConv", [("uint8", (1, 3, 5, 5)), ("int8", (4, 3, 1, 1)), ("int32", (4,)), ("int32", (1, 4, 5, 5))], {},
+     "residual r must be int8/uint8"),
+    ("QConv", [("uint8", (1, 3, 5, 5)), ("int8", (4, 3, 1, 1)), ("int32", (4,)), ("int8", (1, 4, 5, 5))],
+     {"residual_zero_point": 200}, "residual_zero_point 200 is outside int8"),
+    ("QConv", [("uint8", (1, 3, 5, 5)), ("int8", (4, 3, 1, 1)), ("int32", (4,)), ("int8", (1, 4, 5, 5))],
+     {"residual_shift": 63}, "residual_shift in 0..62"),
 ])
 def test_infer_rejects_bad_operands(op, types, attrs, message):
     opdef = get_op(op)
@@ -337,3 +345,27 @@ def test_conv_activation_must_be_known():
     with pytest.raises(ShapeError, match="activation 'Elu'") as info:
         opdef.infer_types(types, opdef.check_attrs({"activation": "Elu"}), "n1")
     assert "n1 (Conv)" in str(info.value)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_qconv_residual_within_one_step_of_float(relu):
+    """QConv with a residual: within one output step of the float conv + residual (+ ReLU) on the
+    same integers, computed by ONNX Runtime's float Conv, requantized in float64 and rounded once."""
+    rng = np.random.default_rng(7)
+    x, w = rng.integers(0, 256, (2, 5, 7, 6), dtype=np.uint8), rng.integers(-128, 128, (6, 5, 3, 3), dtype=np.int8)
+    b = rng.integers(-3000, 3000, 6).astype(np.int32)
+    r = rng.integers(-128, 128, (2, 6, 3, 6), dtype=np.int8)
+    conv_attrs = {"pads": (1, 1, 0, 1), "strides": (2, 1)}
+    attrs = {**conv_attrs, "multiplier": (1234567, 1987654, 1500000, 1100000, 1300000, 1700000), "shift": (31,) * 6,
+             "x_zero_point": 100, "out_zero_point": -10, "residual_zero_point": 3, "residual_multiplier": 1431655765,
+             "residual_shift": 31, "activation": "Relu" if relu else ""}
+    opdef = get_op("QConv")
+    (ours,) = opdef.run([x, w, b, r], opdef.check_attrs(attrs))
+    (conv,) = run_onnx_node("Conv", [(x.astype(np.float32) - 100), w.astype(np.float32), b.astype(np.float32)],
+                            conv_attrs)  # exact: every sum is an integer below 2**24
+    factors = np.array(attrs["multiplier"], np.float64)[None, :, None, None] / 2.0**31
+    real = conv.astype(np.float64) * factors + (r.astype(np.float64) - 3) * (1431655765 / 2.0**31) - 10
+    want = np.clip(np.rint(real), -10 if relu else -128, 127)
+    assert ours.dtype == np.int8 and np.unique(ours).size > 50
+    assert np.abs(ours.astype(np.int64) - want).max() <= 1
+    assert (ours != want).mean() < 0.5  # mostly the same level: rounding twice differs from once only near ties

@@ -5,7 +5,7 @@ import pytest
 
 from nnforge.ir import Graph, TensorType, interpret
 from nnforge.passes import PassManager
-from nnforge.passes.fuse.layers import choose_tile_rows, conv_chains, fuse_layers, strip_working_set
+from nnforge.passes.fuse.layers import choose_tiling, conv_chains, fuse_layers, strip_working_set
 
 rng = np.random.default_rng(0)
 
@@ -42,13 +42,18 @@ def test_chains_stop_at_shared_values_and_take_the_pool():
     assert [[n.op for n in c] for c in conv_chains(g, 2)] == [["Conv", "Conv", "MaxPool"], ["Conv", "Conv"]]
 
 
-def test_forced_fusion_keeps_numbers():
+@pytest.mark.parametrize("halo", [None, "recompute", "reuse"])
+def test_forced_fusion_keeps_numbers(halo):
+    from nnforge.codegen.kernel import CpuTarget
+
     g = _vgg_like()
-    out = fuse_layers(g, 2, l2_bytes=64 * 1024, force=True)
+    out = fuse_layers(g, 2, l2_bytes=64 * 1024, force=True, halo=halo)
     assert out.op_histogram() == {"FusedLayerConv": 2, "Conv": 2, "Add": 1}
     assert g.op_histogram()["Conv"] == 6  # input untouched
     fused = [n for n in out.nodes if n.op == "FusedLayerConv"]
     assert fused[0].attrs["pool_kernel"] == (2, 2) and fused[1].attrs["activations"] == "Relu,"
+    assert all(n.attrs["halo"] == (halo or "reuse") and n.attrs["bands"] == CpuTarget.host().num_cores
+               for n in fused)
     feeds = _feeds(g)
     np.testing.assert_allclose(interpret(out, feeds)[0], interpret(g, feeds)[0], rtol=1e-5, atol=1e-5)
 
@@ -57,10 +62,28 @@ def test_cost_model_picks_the_tallest_strip_that_fits():
     g = _vgg_like(size=64)
     chain = conv_chains(g, 2)[0]
     budget = strip_working_set(chain, 4)
-    rows = choose_tile_rows(chain, budget, force=True)
+    rows, halo = choose_tiling(chain, budget, force=True)
     assert rows == 4 and strip_working_set(chain, rows + 1) > budget
+    assert halo == "reuse"  # same line buffers, fewer rows computed
+    assert choose_tiling(chain, budget, force=True, halos=("recompute",)) == (4, "recompute")
     # intermediates that fit the cache already: nothing to save, auto leaves the chain alone
-    assert choose_tile_rows(chain, 64 * 1024 * 1024) is None
+    assert choose_tiling(chain, 64 * 1024 * 1024) is None
+
+
+def test_auto_fuses_only_where_the_codegen_expects_the_fused_kernel_faster():
+    from nnforge.codegen.kernel import CpuTarget
+    from nnforge.passes.fuse.layers import fused_seconds, layer_attrs, unfused_seconds
+
+    g = _vgg_like(size=64)
+    chain = conv_chains(g, 2)[0]
+    budget = strip_working_set(chain, 4)
+    target = CpuTarget.host()
+    rows, halo = choose_tiling(chain, budget, force=True)
+    faster = fused_seconds(chain, layer_attrs(chain, rows, target.num_cores, halo), target) < unfused_seconds(
+        chain, target)
+    assert (choose_tiling(chain, budget) is not None) == faster
+    slow = CpuTarget(target.mcpu, target.num_cores, target.vector_lanes, memory_bandwidth=1e15)
+    assert choose_tiling(chain, budget, target=slow) is None  # no traffic cost: the unfused Winograd wins
 
 
 def test_compiled_fused_model_matches_interpreter():

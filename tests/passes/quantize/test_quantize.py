@@ -45,6 +45,9 @@ def test_resnet_int8_close_to_float(resnet_graph, calibrator):
     # consecutive layers pass uint8 tensors directly: some QConv reads another QConv
     assert any(n.op == "QConv" and n.inputs[0].producer is not None and n.inputs[0].producer.op == "QConv"
                for n in q.nodes)
+    # every residual Add runs inside its QConv: int8 from the stem to the pooling head (then the classifier)
+    assert "Add" not in hist and hist["QuantizeLinear"] == 2 and hist["DequantizeLinear"] == 2
+    assert sum(len(n.inputs) == 4 for n in q.nodes if n.op == "QConv") == 8
     assert _min_cosine(resnet_graph, q, _feeds(resnet_graph, 3, 1)) >= 0.99
 
 
@@ -170,3 +173,47 @@ def test_concat_of_int8_layers_stays_int8():
     assert [n.op for n in q.nodes] == ["QuantizeLinear", "QConv", "QConv", "Concat", "MaxPool", "QConv",
                                        "DequantizeLinear"]
     assert _min_cosine(g, q, _feeds(g, 3, 1)) >= 0.99
+
+
+_RESIDUAL_BLOCK = """
+graph block(%x: float32[2,4,6,6]) {
+  %w1 = const float32[4,4,3,3] <elided>
+  %b1 = const float32[4] [0.5, -0.25, 0.125, 0.0]
+  %w2 = const float32[4,4,3,3] <elided>
+  %b2 = const float32[4] [0.1, 0.2, -0.3, 0.0]
+  %h = Conv(%x, %w1, %b1) {pads=[1,1,1,1], activation="Relu"}
+  %y = Conv(%h, %w2, %b2, %x) {pads=[1,1,1,1], activation="ACTIVATION"}
+  %z = MaxPool(%y) {kernel_shape=[2,2], strides=[2,2]}
+  return %z
+}
+"""
+
+
+@pytest.mark.parametrize("activation, power_of_two, ops", [
+    ("", False, ["QConv", "QConv", "MaxPool", "DequantizeLinear"]),
+    ("Relu", False, ["QConv", "QConv", "MaxPool", "DequantizeLinear"]),
+    ("Relu6", False, ["QConv", "QConv", "MaxPool", "DequantizeLinear"]),  # sums under 6: saturation is the clip
+    ("Relu", True, ["QConv", "QConv", "DequantizeLinear", "Add", "Relu", "MaxPool"]),  # power of two: float Add
+    ("HardSwish", False, ["QConv", "QConv", "DequantizeLinear", "Add", "HardSwish", "MaxPool"]),  # float epilogue
+])
+def test_residual_add_fused_into_qconv(activation, power_of_two, ops):
+    """A Conv's fused residual whose value has an int8 twin becomes the residual input of its QConv
+    (no Dequantize / Add / Quantize); the numbers stay close to the float model and to the
+    float-residual form (int8_residuals=False)."""
+    rng = np.random.default_rng(6)
+    g = parse_graph(_RESIDUAL_BLOCK.replace("ACTIVATION", activation),
+                    constants={k: rng.standard_normal((4, 4, 3, 3)).astype(np.float32) * 0.3 for k in ("w1", "w2")})
+    calib, test = _feeds(g, 4, 0), _feeds(g, 3, 1)
+    q = quantize(g, calib, "minmax", power_of_two=power_of_two)
+    verify(q)
+    assert [n.op for n in q.nodes] == ["QuantizeLinear", *ops]
+    second = q.nodes[2]
+    assert (len(second.inputs) == 4) == ("Add" not in ops)
+    if len(second.inputs) == 4:
+        assert second.inputs[3] is q.nodes[0].outputs[0]  # the residual is x's int8 twin
+        assert second.attrs["activation"] == ("Relu" if activation else "")
+    assert _min_cosine(g, q, test) >= 0.99
+    float_residual = quantize(g, calib, "minmax", power_of_two=power_of_two, int8_residuals=False)
+    assert "Add" in float_residual.op_histogram()
+    assert min(_cosine(interpret(float_residual, f)[0], interpret(q, f)[0]) for f in test) >= 0.99
+
