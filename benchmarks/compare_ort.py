@@ -6,8 +6,10 @@ interleaved in this process; medians are reported. `--against S` also compiles e
 with schedule overrides S (e.g. `layout=off`) and times the two nnforge builds interleaved
 (column "vs S": default / S; robust to machine load, unlike the ORT ratio on a busy machine).
 
-    .venv/bin/python benchmarks/compare_ort.py [--rounds 10] [--json out.json] [--schedule S] [--against S]
-        [MODEL ...]
+    .venv/bin/python benchmarks/compare_ort.py [--rounds 10] [--out benchmarks/out] [--schedule S]
+        [--against S] [MODEL ...]
+
+Writes compare_ort.json and compare_ort.png (latency ratio and compile seconds per model) to --out.
 """
 import argparse
 import json
@@ -15,6 +17,7 @@ import math
 import os
 import tempfile
 import time
+from pathlib import Path
 
 import nnforge
 from nnforge.bench import compare_with_ort, interleaved
@@ -27,7 +30,7 @@ def main():
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--schedule", help="schedule overrides, e.g. winograd=off")
     p.add_argument("--against", help="also time a build with these overrides, e.g. layout=off")
-    p.add_argument("--json")
+    p.add_argument("--out", default=str(Path(__file__).parent / "out"))
     args = p.parse_args()
     os.environ["NNFORGE_CACHE_DIR"] = tempfile.mkdtemp(prefix="nnforge-bench-cache-")
     rows = []
@@ -55,9 +58,33 @@ def main():
               + (f"  vs {args.against}: {r['vs_against']:.2f}" if args.against else ""), flush=True)
     geo = math.exp(sum(math.log(r["ratio"]) for r in rows) / len(rows))
     print(f"geometric mean ratio nnforge/ORT: {geo:.2f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"rows": rows, "geomean_ratio": geo}, f, indent=1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare_ort.json").write_text(json.dumps({"rows": rows, "geomean_ratio": geo}, indent=1))
+    plot(rows, geo, out / "compare_ort.png")
+    print(f"wrote {out / 'compare_ort.json'} and {out / 'compare_ort.png'}")
+
+
+def plot(rows, geo, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["model"] for r in rows]
+    fig, (lat, comp) = plt.subplots(1, 2, figsize=(12, 4.5))
+    lat.bar(names, [r["ratio"] for r in rows])
+    lat.axhline(1.0, color="black", lw=0.8)
+    lat.set_title(f"latency nnforge / ORT (medians), geomean {geo:.2f}")
+    comp.bar(names, [r["compile_s"] for r in rows], label="cold")
+    comp.bar(names, [r["cached_compile_s"] for r in rows], label="cached")
+    comp.set_title("compile seconds")
+    comp.legend()
+    for ax in (lat, comp):
+        ax.tick_params(axis="x", rotation=45)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 
 if __name__ == "__main__":
