@@ -9,6 +9,8 @@ and call-by-call alternation would charge that spinning to whoever runs next
 """
 from __future__ import annotations
 
+import json
+import os
 import statistics
 import time
 
@@ -35,6 +37,15 @@ def _ort_compatible(model):
         model = onnx.ModelProto.FromString(model.SerializeToString())
         model.ir_version = 10
     return model
+
+
+def write_json(path, obj, indent: int = 1) -> str:
+    """Write `obj` as JSON to `path`, making its folder; returns the path (as a str)."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=indent)
+    return path
 
 
 def interleaved(fns: dict, rounds: int = 10, block: int = 5, pause: float = 0.05) -> dict:

@@ -12,12 +12,12 @@ schedule cache, so a later `nnforge compile --measure` uses them.
 """
 from __future__ import annotations
 
-import json
 import statistics
 import time
 
 import numpy as np
 
+from .bench import write_json
 from .errors import NnforgeError
 
 OP_ALIASES = {"conv2d": "Conv", "conv": "Conv", "gemm": "Gemm", "dense": "Gemm", "matmul": "MatMul"}
@@ -188,8 +188,7 @@ def format_table(rows) -> str:
 
 def write_report(rows, path_prefix: str) -> list[str]:
     """`PREFIX.json` always, and `PREFIX.png` (GFLOPS per layer and system) when matplotlib is there."""
-    with open(path_prefix + ".json", "w") as f:
-        json.dump(rows, f, indent=1)
+    write_json(path_prefix + ".json", rows)
     written = [path_prefix + ".json"]
     try:
         import matplotlib

@@ -12,7 +12,6 @@ with schedule overrides S (e.g. `layout=off`) and times the two nnforge builds i
 Writes compare_ort.json and compare_ort.png (latency ratio and compile seconds per model) to --out.
 """
 import argparse
-import json
 import math
 import os
 import tempfile
@@ -20,7 +19,7 @@ import time
 from pathlib import Path
 
 import nnforge
-from nnforge.bench import compare_with_ort, interleaved
+from nnforge.bench import compare_with_ort, interleaved, write_json
 from nnforge.models import light_zoo
 
 
@@ -59,8 +58,7 @@ def main():
     geo = math.exp(sum(math.log(r["ratio"]) for r in rows) / len(rows))
     print(f"geometric mean ratio nnforge/ORT: {geo:.2f}")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "compare_ort.json").write_text(json.dumps({"rows": rows, "geomean_ratio": geo}, indent=1))
+    write_json(out / "compare_ort.json", {"rows": rows, "geomean_ratio": geo})
     plot(rows, geo, out / "compare_ort.png")
     print(f"wrote {out / 'compare_ort.json'} and {out / 'compare_ort.png'}")
 

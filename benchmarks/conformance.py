@@ -3,10 +3,10 @@
     .venv/bin/python benchmarks/conformance.py [--json out.json] [OP ...]
 """
 import argparse
-import json
 import sys
 import time
 
+from nnforge.bench import write_json
 from nnforge.conformance import CLAIMED_OPS, cases_for, run_case, summarize
 
 
@@ -25,8 +25,7 @@ def main():
     print(summarize(results))
     print(f"{len(results)} cases in {time.time() - t0:.0f}s")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump([r.__dict__ for r in results], f, indent=1)
+        write_json(args.json, [r.__dict__ for r in results])
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ NCHW16c (NCHW{lanes}c), as between two convs of a compiled model, instead of NCH
     .venv/bin/python benchmarks/conv.py [--out benchmarks/out] [--rounds 5] [--layers 64@56,128@28] [--blocked]
 """
 import argparse
-import json
 import os
 
 os.environ.setdefault("TVM_NUM_THREADS", "2")
@@ -18,7 +17,7 @@ os.environ.setdefault("TVM_NUM_THREADS", "2")
 import numpy as np
 import tvm
 
-from nnforge.bench import interleaved
+from nnforge.bench import interleaved, write_json
 from nnforge.codegen import rules
 from nnforge.codegen.kernel import CpuTarget, KernelInput, LowerNode
 from nnforge.ir import get_op
@@ -139,10 +138,9 @@ def main():
             f"{v['ms']:8.3f} {v['gflops']:6.1f} {v['speedup']:4.2f} {v['rel_err']:7.1e}" if v else f"{'-':>28s}"
             for v in (row["variants"].get(name) for name in VARIANTS))
         print(f"{key:8s} {row['direct_flops'] / 1e9:6.2f}{cells}", flush=True)
-    with open(os.path.join(args.out, "conv.json"), "w") as f:
-        json.dump({"target": CpuTarget.host().to_json(), "threads": os.environ["TVM_NUM_THREADS"],
-                   "layout": f"NCHW{block}c" if block else "NCHW", "rows": rows},
-                  f, indent=1)
+    write_json(os.path.join(args.out, "conv.json"),
+               {"target": CpuTarget.host().to_json(), "threads": os.environ["TVM_NUM_THREADS"],
+                "layout": f"NCHW{block}c" if block else "NCHW", "rows": rows})
     plot(rows, os.path.join(args.out, "conv.png"))
     print(f"wrote {args.out}/conv.json, conv.png")
 

@@ -14,13 +14,12 @@ is empty. Results also go to benchmarks/out/cuda.json.
 TVM_CUDA_COMPILE_MODE=nvcc, else with NVRTC from the cuda-bindings package.)
 """
 import argparse
-import json
 import os
 
 import numpy as np
 
 import nnforge
-from nnforge.bench import interleaved
+from nnforge.bench import interleaved, write_json
 from nnforge.models import light_zoo
 
 
@@ -76,9 +75,7 @@ def main():
         ratio = f"{row['nnforge_ms'] / row['torch_ms']:13.2f}" if row["torch_ms"] else f"{'':>13s}"
         torch_ms = f"{row['torch_ms']:9.2f}" if row["torch_ms"] else f"{'n/a':>9s}"
         print(f"{name:14s} {err:14.2e} {row['nnforge_ms']:10.2f} {torch_ms} {ratio}", flush=True)
-    os.makedirs(os.path.join(os.path.dirname(__file__), "out"), exist_ok=True)
-    with open(os.path.join(os.path.dirname(__file__), "out", "cuda.json"), "w") as f:
-        json.dump(rows, f, indent=2)
+    write_json(os.path.join(os.path.dirname(__file__), "out", "cuda.json"), rows, indent=2)
 
 
 if __name__ == "__main__":

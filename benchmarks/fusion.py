@@ -21,7 +21,6 @@
         [--latency vgg19 resnet50] [--skip-groups] [--size 448] [--json F]
 """
 import argparse
-import json
 import os
 import subprocess
 
@@ -30,7 +29,7 @@ os.environ.setdefault("TVM_NUM_THREADS", str(len(os.sched_getaffinity(0))))
 import numpy as np
 
 import nnforge
-from nnforge.bench import interleaved
+from nnforge.bench import interleaved, write_json
 from nnforge.driver import import_graph
 from nnforge.codegen.kernel import CpuTarget
 from nnforge.ir import Graph, TensorType, get_op, interpret
@@ -170,8 +169,7 @@ def main():
     latency = whole_models(args.latency, args.rounds)
     print(f"# load: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"groups": groups, "models": counts, "latency": latency}, f, indent=1)
+        write_json(args.json, {"groups": groups, "models": counts, "latency": latency})
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ if __name__ == "__main__":  # thread pools read these once, at first use: set th
 
 import numpy as np  # noqa: E402
 
-from nnforge.bench import interleaved, ort_session  # noqa: E402
+from nnforge.bench import interleaved, ort_session, write_json  # noqa: E402
 from nnforge.codegen import rules  # noqa: E402
 from nnforge.codegen.gemm import matmul_packed  # noqa: E402
 from nnforge.codegen.gemm_strassen import strassen_kernel  # noqa: E402
@@ -55,7 +54,6 @@ def compile_node(kernel, node):
 
 
 def ort_matmul(a, b, runtime_b: bool, threads: int):
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     ins = [helper.make_tensor_value_info("a", TensorProto.FLOAT, a.shape)]
@@ -144,10 +142,8 @@ def main(argv=None):
         cells = " ".join(f"{g[x]:10.1f}" if x in g else f"{'-':>10}" for x in methods)
         print(f"{m:>5}x{n}x{k:<5} {cells}   {g['nnforge'] / g['numpy']:.2f}x  {r['chosen_rule']}", flush=True)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "gemm.json").write_text(json.dumps({"target": target.to_json(), "runtime_b": args.runtime_b,
-                                               "threads": args.threads,
-                                               "results": results}, indent=1))
+    write_json(out / "gemm.json", {"target": target.to_json(), "runtime_b": args.runtime_b, "threads": args.threads,
+                                   "results": results})
     plot(results, out / "gemm.png")
     print(f"wrote {out / 'gemm.json'} and {out / 'gemm.png'}")
 

@@ -11,14 +11,13 @@ before them) vs our compiled fp32 model, interleaved in one process (medians), w
     .venv/bin/python benchmarks/quantize.py [--calib 8] [--test 16] [--speed] [--rounds 10]
 """
 import argparse
-import json
 import os
 import time
 
 import numpy as np
 
 import nnforge
-from nnforge.bench import interleaved
+from nnforge.bench import interleaved, write_json
 from nnforge.driver import import_graph
 from nnforge.ir import interpret
 from nnforge.models.builders import resnet
@@ -122,10 +121,7 @@ def main():
     result = {"accuracy": [] if args.speed_only else accuracy_rows(args)}
     if args.speed or args.speed_only:
         result["speed"] = speed_row(args)
-    os.makedirs(os.path.dirname(args.json), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"wrote {args.json}")
+    print(f"wrote {write_json(args.json, result)}")
 
 
 if __name__ == "__main__":

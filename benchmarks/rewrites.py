@@ -32,7 +32,6 @@ the three MatMuls: the search should merge only if one of them wins.
 """
 import argparse
 import collections
-import json
 import os
 import statistics
 import subprocess
@@ -41,7 +40,7 @@ import tempfile
 import numpy as np
 
 import nnforge
-from nnforge.bench import interleaved, ort_session
+from nnforge.bench import interleaved, ort_session, write_json
 from nnforge.errors import NnforgeError
 from nnforge.frontend.onnx import import_model
 from nnforge.models import light_zoo
@@ -262,10 +261,8 @@ def main():
                   f"({n['original'] / n['optimized']:.2f}x), rel err {r['nnforge_rel_err']:.1e}")
     for r in rows:
         print(f"{r['model']}: TASO fired {r['taso']['fired']}; e-graph fired {r['egraph']['fired']}")
-    os.makedirs(os.path.join(os.path.dirname(__file__), "out"), exist_ok=True)
-    path = os.path.join(os.path.dirname(__file__), "out", "rewrites.json")
-    with open(path, "w") as f:
-        json.dump({"load": load_avg, "args": vars(args), "rows": rows}, f, indent=1)
+    path = write_json(os.path.join(os.path.dirname(__file__), "out", "rewrites.json"),
+                      {"load": load_avg, "args": vars(args), "rows": rows})
     load_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(f"wrote {path}; machine load after: {load_after}")
 

@@ -16,7 +16,6 @@ to --out.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ if __name__ == "__main__":  # thread pools read this once, at first use: set it 
 
 import numpy as np  # noqa: E402
 
-from nnforge.bench import interleaved  # noqa: E402
+from nnforge.bench import interleaved, write_json  # noqa: E402
 from nnforge.codegen import rules  # noqa: E402
 from nnforge.codegen.kernel import CpuTarget, KernelInput, LowerNode  # noqa: E402
 from nnforge.codegen.measure import build_kernel, kernel_tensors  # noqa: E402
@@ -147,11 +146,7 @@ def main(argv=None) -> int:
                   f"{m[name]['weights_mb']:6.1f} MB weights  (max rel err vs interpreter "
                   f"{m[name]['max_rel_err_vs_interpreter']:.1e})")
         print(f"  speedup {m['speedup']:.2f}x")
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "sparse.json")
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"wrote {path}")
+    print(f"wrote {write_json(os.path.join(args.out, 'sparse.json'), result)}")
     return 0
 
 

@@ -10,13 +10,13 @@ simulator's estimate (VTA_SPEC.md 5), not a measurement, so machine load does no
     .venv/bin/python benchmarks/vta.py [--size 224] [--json benchmarks/out/vta.json] [--skip-model]
 """
 import argparse
-import json
 import os
 import time
 
 import numpy as np
 
 import nnforge
+from nnforge.bench import write_json
 from nnforge.codegen.vta.target import lower_node, place
 from nnforge.ir import Interpreter
 from nnforge.models.resnet18_int8 import resnet18_int8, sample_input
@@ -89,10 +89,7 @@ def main():
               f"logits max abs err {err:.1e}")
         result.update(model_bit_exact=exact, logits_max_abs_err=err, compile_s=compile_s, run_s=run_s)
         assert all(exact.values())
-    os.makedirs(os.path.dirname(args.json), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"wrote {args.json}   (load: {os.getloadavg()[0]:.2f})")
+    print(f"wrote {write_json(args.json, result)}   (load: {os.getloadavg()[0]:.2f})")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from ..errors import CompileError
+from ..ir.ops.quant import rounding_term
 from .gemm import _ravel, _unravel
 from .int8_dot import dot4, dot_kernel, pack_u8_word, pack_weight_words, pick_instruction, pick_tile
 from .kernel import Kernel, LowerNode
@@ -72,12 +73,6 @@ def bias_is_constant(n: LowerNode) -> bool:
     return len(n.inputs) < 3 or n.inputs[2].is_constant
 
 
-def _rounding(shift):
-    """2**(shift-1), 0 for shift 0: the half-up rounding term of `>> shift`."""
-    shift = np.asarray(shift, np.int64)
-    return np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
-
-
 class Requantize:
     """The requantization of ir/ops/quant.py as TIR: int32 accumulator of channel `ch` (and, for a
     QConv with a residual, the residual element at the same output index) -> out dtype.
@@ -94,12 +89,12 @@ class Requantize:
         self.lo = max(self.out_zero_point, info.min) if a["activation"] == "Relu" else info.min
         self.hi = info.max
         self.tables = {"multiplier": np.asarray(a["multiplier"], np.int64), "shift": np.asarray(a["shift"], np.int64),
-                       "rounding": _rounding(a["shift"])}
+                       "rounding": rounding_term(a["shift"])}
         self.placeholders = {k: n.constant_placeholder(v, f"rq_{k}") for k, v in self.tables.items() if len(v) > 1}
         self.residual = n.placeholder(3, "residual") if n.op == "QConv" and len(n.inputs) > 3 else None
         if self.residual is not None:
             self.residual_terms = (a["residual_zero_point"], a["residual_multiplier"],
-                                   int(_rounding(a["residual_shift"])), a["residual_shift"])
+                                   int(rounding_term(a["residual_shift"])), a["residual_shift"])
 
     @property
     def inputs(self) -> list:

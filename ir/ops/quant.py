@@ -43,10 +43,15 @@ def _wrap32(a: np.ndarray) -> np.ndarray:
     return ((a.astype(np.int64) + 2**31) % 2**32) - 2**31
 
 
+def rounding_term(shift) -> np.ndarray:
+    """2**(shift-1), 0 for shift 0 (int64): the half-up rounding term of `>> shift`."""
+    shift = np.asarray(shift, np.int64)
+    return np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
+
+
 def _rounding_shift(v: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """(v * multiplier + 2**(shift-1)) >> shift in int64: v * multiplier / 2**shift rounded half up."""
-    rounding = np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
-    return (v.astype(np.int64) * multiplier + rounding) >> shift
+    return (v.astype(np.int64) * multiplier + rounding_term(shift)) >> shift
 
 
 def rescale_residual(r: np.ndarray, *, residual_zero_point, residual_multiplier, residual_shift) -> np.ndarray:
